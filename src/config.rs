@@ -1,0 +1,126 @@
+//! Command-line flags (every one also an environment variable) and the typed
+//! configs they become.
+//!
+//! Owns: flag names, defaults and help texts. Must never: act on a flag (no
+//! loading, binding or logging here); the rest of the crate sees only the
+//! typed configs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::{DeviceSpec, DtypeRequest};
+
+/// rerankd: a gRPC inference server for cross-encoder rerankers on libtorch.
+#[derive(Debug, Parser)]
+#[command(name = "rerankd", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load a model directory and serve rerank.v1.Reranker over gRPC.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Model directory written by scripts/export_model.py: model.pt (TorchScript),
+    /// tokenizer.json, rerankd.json and, optionally, golden.json.
+    #[arg(long, env = "RERANKD_MODEL")]
+    pub model: PathBuf,
+
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "RERANKD_ADDR", default_value = "0.0.0.0:50051")]
+    pub addr: SocketAddr,
+
+    /// Device to run the model on: cpu, cuda or cuda:N.
+    #[arg(long, env = "RERANKD_DEVICE", default_value = "cpu")]
+    pub device: DeviceSpec,
+
+    /// Precision: auto, fp32, bf16 or fp16. auto picks fp16 on CUDA, bf16 on a
+    /// CPU with native bf16 (avx512_bf16 or AMX) and fp32 elsewhere. A lower
+    /// precision serves only if it ranks the model's golden set as fp32 does;
+    /// otherwise the server falls back to fp32 and says so.
+    #[arg(long, env = "RERANKD_DTYPE", default_value = "auto")]
+    pub dtype: DtypeRequest,
+
+    /// libtorch intra-op threads for the model; 0 keeps libtorch's default
+    /// (one per physical core).
+    #[arg(long, env = "RERANKD_THREADS", default_value_t = 0)]
+    pub threads: usize,
+
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, env = "RERANKD_MAX_MESSAGE_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+}
+
+/// How to load and run the model.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub dir: PathBuf,
+    pub device: DeviceSpec,
+    pub dtype: DtypeRequest,
+    /// 0 = libtorch's default.
+    pub threads: usize,
+}
+
+/// How to serve gRPC.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_message_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn model_config(&self) -> ModelConfig {
+        ModelConfig {
+            dir: self.model.clone(),
+            device: self.device,
+            dtype: self.dtype,
+            threads: self.threads,
+        }
+    }
+
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Dtype;
+
+    #[test]
+    fn serve_flags_parse_with_defaults() {
+        let cli =
+            Cli::try_parse_from(["rerankd", "serve", "--model", "/m", "--dtype", "bf16"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        let model = args.model_config();
+        assert_eq!(model.dir, PathBuf::from("/m"));
+        assert_eq!(model.device, DeviceSpec::Cpu);
+        assert_eq!(model.dtype, DtypeRequest::Exact(Dtype::Bf16));
+        assert_eq!(args.addr.port(), 50051);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_expected_forms() {
+        let error = Cli::try_parse_from(["rerankd", "serve", "--model", "/m", "--device", "tpu"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("expected cpu, cuda or cuda:N"), "{error}");
+    }
+}

@@ -1,0 +1,146 @@
+//! The crate's error type and its one mapping to `tonic::Status`.
+//!
+//! Owns: every failure a caller of rerankd can see, and which gRPC code it
+//! gets. Must never: be mapped to a `Status` anywhere else; carry a panic
+//! message or a Rust debug dump to a client.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in rerankd, from start-up to a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client sent something we will not score; the message says what to
+    /// fix.
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// A pair is longer than the model's window and the client asked not to
+    /// truncate.
+    #[error(
+        "document {index} makes a pair of {tokens} tokens, over the model's max_length of \
+         {max_length}; shorten it or set truncate = true"
+    )]
+    PairTooLong {
+        index: usize,
+        tokens: usize,
+        max_length: usize,
+    },
+
+    /// The server's configuration cannot work (a flag value, the device).
+    #[error("configuration: {0}")]
+    Config(String),
+
+    /// The model directory is missing, unreadable or inconsistent.
+    #[error("model directory {}: {reason}", path.display())]
+    ModelDir { path: PathBuf, reason: String },
+
+    /// libtorch failed to load the model or to run its warm-up.
+    #[error("model failed to load: {0}")]
+    ModelLoad(String),
+
+    /// The model failed while scoring a request.
+    #[error("model failed during inference: {0}")]
+    Inference(String),
+
+    /// A single batch did not fit in the device's memory.
+    #[error("out of memory while scoring {pairs} pairs of up to {tokens} tokens: {message}")]
+    OutOfMemory {
+        pairs: usize,
+        tokens: usize,
+        message: String,
+    },
+
+    /// The tokenizer rejected an input.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// The model thread has stopped (the server is shutting down or the thread
+    /// died); the request was not scored.
+    #[error("the model is not running: {0}")]
+    Unavailable(String),
+}
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::InvalidArgument(_) | Error::PairTooLong { .. } => {
+                tonic::Status::invalid_argument(message)
+            }
+            Error::Config(_) | Error::ModelDir { .. } | Error::ModelLoad(_) => {
+                tonic::Status::failed_precondition(message)
+            }
+            Error::Inference(_) | Error::Tokenizer(_) => tonic::Status::internal(message),
+            Error::OutOfMemory { .. } => tonic::Status::resource_exhausted(message),
+            Error::Unavailable(_) => tonic::Status::unavailable(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    fn check(error: Error, code: Code, fragment: &str) {
+        let status = tonic::Status::from(error);
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(
+            status.message().contains(fragment),
+            "{:?} lacks {fragment:?}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn every_variant_has_its_code_and_a_useful_message() {
+        check(
+            Error::InvalidArgument("query is empty".into()),
+            Code::InvalidArgument,
+            "query is empty",
+        );
+        check(
+            Error::PairTooLong {
+                index: 3,
+                tokens: 700,
+                max_length: 512,
+            },
+            Code::InvalidArgument,
+            "document 3 makes a pair of 700 tokens",
+        );
+        check(
+            Error::Config("fp16 on cpu".into()),
+            Code::FailedPrecondition,
+            "fp16 on cpu",
+        );
+        check(
+            Error::ModelDir {
+                path: "/nope".into(),
+                reason: "not found".into(),
+            },
+            Code::FailedPrecondition,
+            "/nope: not found",
+        );
+        check(
+            Error::ModelLoad("bad".into()),
+            Code::FailedPrecondition,
+            "bad",
+        );
+        check(Error::Inference("index".into()), Code::Internal, "index");
+        check(Error::Tokenizer("x".into()), Code::Internal, "tokenizer: x");
+        check(
+            Error::OutOfMemory {
+                pairs: 1,
+                tokens: 512,
+                message: "CUDA out of memory".into(),
+            },
+            Code::ResourceExhausted,
+            "1 pairs of up to 512 tokens",
+        );
+        check(
+            Error::Unavailable("stopped".into()),
+            Code::Unavailable,
+            "stopped",
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! The gRPC surface: the code generated from `proto/rerank/v1/rerank.proto`
+//! and the service that serves it.
+//!
+//! Owns: the wire types and their conversion to and from `infer`'s types.
+//! Must never: touch libtorch, the tokenizer or NVML (handlers validate,
+//! convert and call `Infer`).
+
+pub mod service;
+
+/// Generated from `proto/rerank/v1/rerank.proto`.
+#[allow(clippy::all)]
+pub mod pb {
+    tonic::include_proto!("rerank.v1");
+
+    /// The file descriptor set, for reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rerank_descriptor");
+}

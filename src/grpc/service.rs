@@ -1,0 +1,94 @@
+//! `RerankService`: the `rerank.v1.Reranker` handlers.
+//!
+//! Owns: converting requests and responses between protobuf and `infer`'s
+//! types. Must never: hold model state, block (everything heavy happens
+//! behind `Infer`), or map an error to a `Status` other than through
+//! `From<Error> for Status`.
+
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+
+use super::pb::{self, reranker_server::Reranker};
+use crate::infer::{Infer, RerankQuery, Reranked};
+
+pub struct RerankService {
+    infer: Infer,
+}
+
+impl RerankService {
+    pub fn new(infer: Infer) -> Self {
+        RerankService { infer }
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn to_response(reranked: Reranked, request_id: String, model: &str) -> pb::RerankResponse {
+    pb::RerankResponse {
+        results: reranked
+            .results
+            .into_iter()
+            .map(|r| pb::RerankResult {
+                index: r.index as u32,
+                score: r.score,
+                document: r.document,
+            })
+            .collect(),
+        usage: Some(pb::Usage {
+            pairs: reranked.usage.pairs as u32,
+            tokens: reranked.usage.tokens as u64,
+            truncated: reranked.usage.truncated as u32,
+        }),
+        timings: Some(pb::Timings {
+            tokenize_us: micros(reranked.timings.tokenize),
+            queue_us: micros(reranked.timings.queue),
+            inference_us: micros(reranked.timings.inference),
+            total_us: micros(reranked.timings.total),
+        }),
+        request_id,
+        model: model.to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl Reranker for RerankService {
+    async fn rerank(
+        &self,
+        request: Request<pb::RerankRequest>,
+    ) -> Result<Response<pb::RerankResponse>, Status> {
+        let request = request.into_inner();
+        let query = RerankQuery {
+            query: request.query,
+            documents: request.documents,
+            top_n: request.top_n as usize,
+            return_documents: request.return_documents,
+            raw_scores: request.raw_scores,
+            truncate: request.truncate.unwrap_or(true),
+        };
+        let reranked = self.infer.rerank(query).await?;
+        Ok(Response::new(to_response(
+            reranked,
+            request.request_id,
+            &self.infer.info().name,
+        )))
+    }
+
+    async fn model_info(
+        &self,
+        _request: Request<pb::ModelInfoRequest>,
+    ) -> Result<Response<pb::ModelInfoResponse>, Status> {
+        let info = self.infer.info();
+        Ok(Response::new(pb::ModelInfoResponse {
+            name: info.name.clone(),
+            max_length: info.max_length as u32,
+            device: info.device.to_string(),
+            dtype: info.dtype.to_string(),
+            mode: info.mode.clone(),
+            activation: info.activation.as_str().to_string(),
+            architecture: info.architecture.clone(),
+        }))
+    }
+}

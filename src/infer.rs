@@ -1,0 +1,215 @@
+//! `Infer`: one rerank request from validated text to ranked results —
+//! tokenize, score on the model thread, normalise, sort, cut to top_n.
+//!
+//! Owns: request validation, the ranking order (score descending, ties in
+//! input order) and usage/timing accounting. Must never: know about tonic or
+//! protobuf (the gRPC layer converts), touch libtorch (the model thread does),
+//! or tokenize on a tokio worker thread.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::model::thread::ModelClient;
+use crate::model::{Activation, DeviceSpec, Dtype, PaddedBatch};
+use crate::tokenize::PairTokenizer;
+
+/// What the server runs, as `ModelInfo` reports it.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub name: String,
+    pub max_length: usize,
+    pub device: DeviceSpec,
+    pub dtype: Dtype,
+    pub mode: String,
+    pub activation: Activation,
+    pub architecture: String,
+    pub pad_token_id: i64,
+    pub uses_token_type_ids: bool,
+}
+
+/// A rerank request, already out of its wire format.
+#[derive(Debug, Clone)]
+pub struct RerankQuery {
+    pub query: String,
+    pub documents: Vec<String>,
+    /// 0 means all.
+    pub top_n: usize,
+    pub return_documents: bool,
+    pub raw_scores: bool,
+    pub truncate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedDocument {
+    pub index: usize,
+    pub score: f32,
+    pub document: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub pairs: usize,
+    pub tokens: usize,
+    pub truncated: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    pub tokenize: Duration,
+    pub queue: Duration,
+    pub inference: Duration,
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reranked {
+    pub results: Vec<RankedDocument>,
+    pub usage: Usage,
+    pub timings: Timings,
+}
+
+/// Cheap to clone: every handler holds one.
+#[derive(Clone)]
+pub struct Infer {
+    tokenizer: Arc<PairTokenizer>,
+    model: ModelClient,
+    info: Arc<ModelInfo>,
+}
+
+impl Infer {
+    pub fn new(tokenizer: PairTokenizer, model: ModelClient, info: ModelInfo) -> Self {
+        Infer {
+            tokenizer: Arc::new(tokenizer),
+            model,
+            info: Arc::new(info),
+        }
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub async fn rerank(&self, query: RerankQuery) -> Result<Reranked, Error> {
+        let started = Instant::now();
+        validate(&query)?;
+        let RerankQuery {
+            query,
+            documents,
+            top_n,
+            return_documents,
+            raw_scores,
+            truncate,
+        } = query;
+
+        let tokenizer = Arc::clone(&self.tokenizer);
+        let info = Arc::clone(&self.info);
+        let (batch, usage, documents) = tokio::task::spawn_blocking(move || {
+            let encoded = tokenizer.encode_request(&query, &documents, truncate)?;
+            let pairs: Vec<_> = encoded.pairs.iter().collect();
+            let batch = PaddedBatch::new(&pairs, info.pad_token_id, info.uses_token_type_ids);
+            let usage = Usage {
+                pairs: encoded.pairs.len(),
+                tokens: encoded.tokens,
+                truncated: encoded.truncated,
+            };
+            Ok::<_, Error>((batch, usage, documents))
+        })
+        .await
+        .map_err(|e| Error::Tokenizer(format!("the tokenizing task failed: {e}")))??;
+        let tokenize = started.elapsed();
+
+        let scored = self.model.score(batch).await?;
+        let activation = (!raw_scores).then_some(self.info.activation);
+        let results = rank(&scored.scores, top_n, activation)
+            .into_iter()
+            .map(|(index, score)| RankedDocument {
+                index,
+                score,
+                document: return_documents.then(|| documents[index].clone()),
+            })
+            .collect();
+        Ok(Reranked {
+            results,
+            usage,
+            timings: Timings {
+                tokenize,
+                queue: scored.queued,
+                inference: scored.inference,
+                total: started.elapsed(),
+            },
+        })
+    }
+}
+
+fn validate(query: &RerankQuery) -> Result<(), Error> {
+    if query.query.trim().is_empty() {
+        return Err(Error::InvalidArgument(
+            "query is empty; send the text to rank the documents against".into(),
+        ));
+    }
+    if query.documents.is_empty() {
+        return Err(Error::InvalidArgument(
+            "documents is empty; send at least one document to rank".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `(index, score)` best first, ties in input order, cut to `top_n` (0 = all),
+/// with `activation` applied when given.
+fn rank(raw: &[f32], top_n: usize, activation: Option<Activation>) -> Vec<(usize, f32)> {
+    let mut ranked: Vec<(usize, f32)> = raw
+        .iter()
+        .map(|&score| activation.map_or(score, |a| a.apply(score)))
+        .enumerate()
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if top_n > 0 {
+        ranked.truncate(top_n);
+    }
+    ranked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranking_orders_cuts_and_normalises() {
+        let check = |raw: &[f32], top_n, activation, expected: &[(usize, f32)]| {
+            assert_eq!(
+                rank(raw, top_n, activation),
+                expected,
+                "{raw:?} top {top_n}"
+            );
+        };
+        check(&[0.1, 0.9, 0.5], 0, None, &[(1, 0.9), (2, 0.5), (0, 0.1)]);
+        check(&[0.1, 0.9, 0.5], 2, None, &[(1, 0.9), (2, 0.5)]);
+        check(&[0.1, 0.9, 0.5], 10, None, &[(1, 0.9), (2, 0.5), (0, 0.1)]);
+        check(&[0.3, 0.3, 0.7], 0, None, &[(2, 0.7), (0, 0.3), (1, 0.3)]);
+        check(
+            &[0.0, 1.0],
+            0,
+            Some(Activation::Cosine01),
+            &[(1, 1.0), (0, 0.5)],
+        );
+        check(&[0.0], 0, Some(Activation::Sigmoid), &[(0, 0.5)]);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let query = |text: &str, documents: &[&str]| RerankQuery {
+            query: text.into(),
+            documents: documents.iter().map(|d| d.to_string()).collect(),
+            top_n: 0,
+            return_documents: false,
+            raw_scores: false,
+            truncate: true,
+        };
+        let message = |q: RerankQuery| validate(&q).unwrap_err().to_string();
+        assert!(message(query(" \n", &["a"])).contains("query is empty"));
+        assert!(message(query("q", &[])).contains("documents is empty"));
+        assert!(validate(&query("q", &[""])).is_ok());
+    }
+}

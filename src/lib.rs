@@ -1,0 +1,23 @@
+//! rerankd: a gRPC inference server for cross-encoder rerankers on libtorch.
+//!
+//! # Layout
+//! - [`config`]: command-line flags and the typed configs they become.
+//! - [`error`]: the error type and its one mapping to `tonic::Status`.
+//! - [`server`]: start-up (load, warm up) and serving until shutdown.
+//! - [`grpc`]: generated protobuf code and the `rerank.v1.Reranker` handlers.
+//! - [`infer`]: one request from text to ranked results.
+//! - [`tokenize`]: (query, document) text to token ids.
+//! - [`model`]: the model directory, precision, padded batches, the `Scorer`
+//!   seam, its libtorch implementation and the model thread.
+//!
+//! See ARCHITECTURE.md for the invariants that hold these together.
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod infer;
+pub mod model;
+pub mod server;
+pub mod tokenize;
+
+pub use error::Error;

@@ -1,0 +1,138 @@
+//! The model thread: one dedicated OS thread that owns the `Scorer` and runs
+//! every batch, and `ModelClient`, the cheap `Clone` handle that async code
+//! uses to send it batches.
+//!
+//! Owns: the scorer's lifetime (built on the thread, dropped on the thread)
+//! and the job channel. Must never: run on a tokio worker (the thread is a
+//! plain `std::thread`), panic on a scoring error (each job gets its own
+//! `Result`), or let one job's failure reach another job.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{PaddedBatch, ScoreError, Scorer};
+use crate::error::Error;
+
+/// How many batches may wait for the model thread before senders wait.
+const JOB_QUEUE: usize = 64;
+
+/// What the model thread answers for one batch.
+#[derive(Debug)]
+pub struct ScoredBatch {
+    pub scores: Vec<f32>,
+    /// From `ModelClient::score` being called to the thread picking it up.
+    pub queued: Duration,
+    /// Building tensors, the forward pass, and copying scores back.
+    pub inference: Duration,
+}
+
+struct Job {
+    batch: PaddedBatch,
+    sent_at: Instant,
+    reply: oneshot::Sender<Result<ScoredBatch, ScoreError>>,
+}
+
+/// Sends batches to the model thread.
+#[derive(Clone)]
+pub struct ModelClient {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl ModelClient {
+    /// Scores `batch` on the model thread.
+    pub async fn score(&self, batch: PaddedBatch) -> Result<ScoredBatch, Error> {
+        let pairs = batch.pairs;
+        let tokens = batch.padded_len;
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            batch,
+            sent_at: Instant::now(),
+            reply,
+        };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| Error::Unavailable("the model thread has stopped".into()))?;
+        let scored = answer
+            .await
+            .map_err(|_| Error::Unavailable("the model thread stopped before answering".into()))?;
+        scored.map_err(|error| match error {
+            ScoreError::OutOfMemory(message) => Error::OutOfMemory {
+                pairs,
+                tokens,
+                message,
+            },
+            ScoreError::Failed(message) => Error::Inference(message),
+        })
+    }
+}
+
+/// The running model thread; its owner joins it on drop.
+pub struct ModelThread {
+    join: Option<JoinHandle<()>>,
+}
+
+impl ModelThread {
+    /// Starts the thread: `build` runs on it (loading, warm-up) and its
+    /// report comes back before any job is taken.
+    pub async fn start<S, R, F>(build: F) -> Result<(ModelThread, ModelClient, R), Error>
+    where
+        S: Scorer + 'static,
+        R: Send + 'static,
+        F: FnOnce() -> Result<(S, R), Error> + Send + 'static,
+    {
+        let (jobs, mut incoming) = mpsc::channel::<Job>(JOB_QUEUE);
+        let (ready, started) = oneshot::channel();
+        let join = std::thread::Builder::new()
+            .name("rerankd-model".into())
+            .spawn(move || {
+                // Grad mode is per thread: no autograd bookkeeping for serving.
+                let _no_grad = tch::no_grad_guard();
+                let mut scorer = match build() {
+                    Ok((scorer, report)) => {
+                        if ready.send(Ok(report)).is_err() {
+                            return;
+                        }
+                        scorer
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
+                while let Some(job) = incoming.blocking_recv() {
+                    let queued = job.sent_at.elapsed();
+                    let started = Instant::now();
+                    let result = scorer.score(&job.batch).map(|scores| ScoredBatch {
+                        scores,
+                        queued,
+                        inference: started.elapsed(),
+                    });
+                    // The requester may have gone; its answer is simply dropped.
+                    let _ = job.reply.send(result);
+                }
+            })
+            .map_err(|e| Error::ModelLoad(format!("cannot start the model thread: {e}")))?;
+        let thread = ModelThread { join: Some(join) };
+        match started.await {
+            Ok(Ok(report)) => Ok((thread, ModelClient { jobs }, report)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(Error::ModelLoad(
+                "the model thread died while loading the model".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for ModelThread {
+    /// Joins the thread, which ends once every `ModelClient` is dropped and
+    /// the last job is answered. Drop the clients first (the server does), or
+    /// this waits for them.
+    fn drop(&mut self) {
+        if let Some(join) = self.join.take() {
+            let _ = join.join();
+        }
+    }
+}

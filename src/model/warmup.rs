@@ -1,0 +1,126 @@
+//! Loading for service: load `model.pt`, warm it up, check it against the
+//! exporter's golden scores, and pick the precision it serves in.
+//!
+//! Owns: the rule that a lower precision serves only if it ranks every golden
+//! group as fp32 does (beyond ties), else fp32 serves with a warning. Must
+//! never: run anywhere but the model thread (it runs libtorch), or serve a
+//! model that has not run a forward pass.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tch::Device;
+
+use super::golden::{first_inversion, max_abs_diff, TIE_TOLERANCE};
+use super::torch::TorchScorer;
+use super::{Dtype, PaddedBatch, Scorer};
+use crate::error::Error;
+
+/// One golden group, tokenized: the model inputs and the eager fp32 scores.
+pub struct GoldenBatch {
+    pub batch: PaddedBatch,
+    pub expected: Vec<f32>,
+}
+
+/// What `load_for_serving` needs.
+pub struct LoadPlan {
+    pub model_file: PathBuf,
+    pub device: Device,
+    pub uses_token_type_ids: bool,
+    pub dtype: Dtype,
+    /// Empty when the model directory has no golden set.
+    pub golden: Vec<GoldenBatch>,
+    /// Any batch the model accepts, for the warm-up forward.
+    pub warmup: PaddedBatch,
+}
+
+/// What loading found, for the start-up log and `ModelInfo`.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub requested: Dtype,
+    pub serving: Dtype,
+    /// Largest |TorchScript fp32 − eager fp32| over the golden set.
+    pub fp32_vs_golden: Option<f32>,
+    /// Largest |requested precision − fp32| over the golden set.
+    pub lowered_vs_fp32: Option<f32>,
+    /// Why the requested precision was refused, when it was.
+    pub fallback: Option<String>,
+    pub load_time: Duration,
+    pub warmup_time: Duration,
+}
+
+/// Loads the model and makes it ready to serve. Runs on the model thread.
+pub fn load_for_serving(plan: &LoadPlan) -> Result<(TorchScorer, LoadReport), Error> {
+    let started = Instant::now();
+    let load = || TorchScorer::load(&plan.model_file, plan.device, plan.uses_token_type_ids);
+    let mut scorer = load()?;
+    let load_time = started.elapsed();
+
+    let warmup_started = Instant::now();
+    let mut report = LoadReport {
+        requested: plan.dtype,
+        serving: Dtype::Fp32,
+        fp32_vs_golden: None,
+        lowered_vs_fp32: None,
+        fallback: None,
+        load_time,
+        warmup_time: Duration::ZERO,
+    };
+    let fp32_scores = score_golden(&mut scorer, &plan.golden)?;
+    if !plan.golden.is_empty() {
+        let worst = plan
+            .golden
+            .iter()
+            .zip(&fp32_scores)
+            .map(|(golden, scores)| max_abs_diff(&golden.expected, scores))
+            .fold(0.0, f32::max);
+        report.fp32_vs_golden = Some(worst);
+    }
+
+    if plan.dtype != Dtype::Fp32 {
+        scorer.cast(plan.dtype)?;
+        let lowered = score_golden(&mut scorer, &plan.golden)?;
+        if !plan.golden.is_empty() {
+            report.lowered_vs_fp32 = Some(
+                fp32_scores
+                    .iter()
+                    .zip(&lowered)
+                    .map(|(a, b)| max_abs_diff(a, b))
+                    .fold(0.0, f32::max),
+            );
+            let inversion =
+                fp32_scores
+                    .iter()
+                    .zip(&lowered)
+                    .enumerate()
+                    .find_map(|(group, (a, b))| {
+                        first_inversion(a, b, TIE_TOLERANCE).map(|pair| (group, pair))
+                    });
+            if let Some((group, (i, j))) = inversion {
+                report.fallback = Some(format!(
+                    "{} orders documents {i} and {j} of golden group {group} unlike fp32",
+                    plan.dtype
+                ));
+                scorer = load()?;
+            }
+        }
+    }
+    report.serving = scorer.dtype();
+    scorer
+        .score(&plan.warmup)
+        .map_err(|e| Error::ModelLoad(format!("warm-up forward failed: {e}")))?;
+    report.warmup_time = warmup_started.elapsed();
+    Ok((scorer, report))
+}
+
+fn score_golden(scorer: &mut TorchScorer, golden: &[GoldenBatch]) -> Result<Vec<Vec<f32>>, Error> {
+    golden
+        .iter()
+        .enumerate()
+        .map(|(index, group)| {
+            scorer
+                .score(&group.batch)
+                .map_err(|e| Error::ModelLoad(format!("scoring golden group {index} failed: {e}")))
+        })
+        .collect()
+}
