@@ -1,0 +1,140 @@
+//! Shared helpers for the end-to-end tests: real model directories exported by
+//! scripts/setup-models.sh, real servers on 127.0.0.1:0, real tonic clients.
+//!
+//! Servers are started once per (model, dtype) on their own thread and
+//! runtime, and live until the test binary exits, so each test's own runtime
+//! only holds its client.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{mpsc, Mutex, OnceLock};
+
+use rerankd::config::{ModelConfig, ServerConfig};
+use rerankd::grpc::pb;
+use rerankd::grpc::pb::reranker_client::RerankerClient;
+use rerankd::model::{DeviceSpec, DtypeRequest};
+use rerankd::server;
+use tonic::transport::Channel;
+
+/// The folder holding the exported test models (minilm-pair, tiny-bert,
+/// tiny-xlmr).
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("RERANKD_TEST_MODELS").unwrap_or_else(|| {
+        panic!(
+            "RERANKD_TEST_MODELS is not set: run scripts/test.sh, or set it to the folder \
+             that `bash scripts/setup-models.sh` prints"
+        )
+    });
+    PathBuf::from(dir)
+}
+
+pub fn model_dir(name: &str) -> PathBuf {
+    let dir = models_dir().join(name);
+    assert!(
+        dir.is_dir(),
+        "{} is missing: re-run scripts/setup-models.sh",
+        dir.display()
+    );
+    dir
+}
+
+pub fn model_config(dir: PathBuf, dtype: &str) -> ModelConfig {
+    ModelConfig {
+        dir,
+        device: DeviceSpec::Cpu,
+        dtype: dtype.parse::<DtypeRequest>().unwrap(),
+        threads: 0,
+    }
+}
+
+/// Starts a server for `config` on its own thread; returns its address once
+/// the model is warm and the port is bound, or the start-up error.
+pub fn start_server(config: ModelConfig) -> Result<SocketAddr, rerankd::Error> {
+    let (ready, started) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let loaded = match server::load(&config).await {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    ready.send(Err(error)).unwrap();
+                    return;
+                }
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            ready.send(Ok(listener.local_addr().unwrap())).unwrap();
+            server::run(
+                listener,
+                loaded,
+                ServerConfig::default(),
+                std::future::pending(),
+            )
+            .await
+            .unwrap();
+        });
+    });
+    started
+        .recv()
+        .expect("the server thread died during start-up")
+}
+
+/// One server per (model, dtype) for the whole test binary.
+pub fn shared_server(model: &str, dtype: &str) -> SocketAddr {
+    static SERVERS: OnceLock<Mutex<HashMap<(String, String), SocketAddr>>> = OnceLock::new();
+    let mut servers = SERVERS.get_or_init(Default::default).lock().unwrap();
+    *servers
+        .entry((model.to_string(), dtype.to_string()))
+        .or_insert_with(|| {
+            start_server(model_config(model_dir(model), dtype))
+                .unwrap_or_else(|e| panic!("starting {model} in {dtype}: {e}"))
+        })
+}
+
+pub async fn client(addr: SocketAddr) -> RerankerClient<Channel> {
+    RerankerClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+}
+
+pub fn request(query: &str, documents: &[&str]) -> pb::RerankRequest {
+    pb::RerankRequest {
+        query: query.to_string(),
+        documents: documents.iter().map(|d| d.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The exporter's golden set of a model directory.
+#[derive(serde::Deserialize)]
+pub struct Golden {
+    pub max_length: usize,
+    pub groups: Vec<GoldenGroup>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct GoldenGroup {
+    pub query: String,
+    pub documents: Vec<String>,
+    pub scores: Vec<f32>,
+}
+
+pub fn golden(model: &str) -> Golden {
+    let text = std::fs::read_to_string(model_dir(model).join("golden.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Scores in input order from a response's results.
+pub fn scores_by_index(response: &pb::RerankResponse, documents: usize) -> Vec<f32> {
+    let mut scores = vec![f32::NAN; documents];
+    for result in &response.results {
+        scores[result.index as usize] = result.score;
+    }
+    scores
+}

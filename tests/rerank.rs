@@ -1,0 +1,261 @@
+//! End-to-end: the real server (libtorch, tokenizers, exported models) on a
+//! real port, called by a tonic client.
+
+mod common;
+
+use common::*;
+use rerankd::grpc::pb;
+use rerankd::model::golden::{first_inversion, TIE_TOLERANCE};
+use rerankd::model::precision::cpu_has_native_bf16;
+use tonic::Code;
+
+const PARIS: &str = "Paris is the capital and largest city of France.";
+
+/// Every golden group through `Rerank` with raw scores: each score within
+/// `tolerance(golden)` of the exporter's eager score, and no ranking
+/// inversion beyond ties.
+async fn check_golden(model: &str, dtype: &str, tolerance: impl Fn(f32) -> f32) {
+    let mut client = client(shared_server(model, dtype)).await;
+    let golden = golden(model);
+    assert!(!golden.groups.is_empty());
+    for (g, group) in golden.groups.iter().enumerate() {
+        let documents: Vec<&str> = group.documents.iter().map(String::as_str).collect();
+        let mut request = request(&group.query, &documents);
+        request.raw_scores = true;
+        let response = client.rerank(request).await.unwrap().into_inner();
+        let scores = scores_by_index(&response, documents.len());
+        for (i, (got, want)) in scores.iter().zip(&group.scores).enumerate() {
+            assert!(
+                (got - want).abs() <= tolerance(*want),
+                "{model} {dtype} group {g} document {i}: server {got}, golden {want}"
+            );
+        }
+        assert_eq!(
+            first_inversion(&group.scores, &scores, TIE_TOLERANCE),
+            None,
+            "{model} {dtype} group {g}: order differs from golden: {scores:?} vs {:?}",
+            group.scores
+        );
+    }
+}
+
+#[tokio::test]
+async fn fp32_scores_equal_the_exporters_golden_scores() {
+    for model in ["tiny-bert", "tiny-xlmr", "minilm-pair"] {
+        check_golden(model, "fp32", |_| 1e-4).await;
+    }
+}
+
+#[tokio::test]
+async fn auto_precision_keeps_the_golden_order_within_bf16_tolerance() {
+    for model in ["tiny-bert", "minilm-pair"] {
+        let mut client = client(shared_server(model, "auto")).await;
+        let info = client
+            .model_info(pb::ModelInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let expected = if cpu_has_native_bf16() {
+            "bf16"
+        } else {
+            "fp32"
+        };
+        assert_eq!(info.dtype, expected, "{model}");
+        check_golden(model, "auto", |want| 2e-2 + 2e-2 * want.abs()).await;
+    }
+}
+
+#[tokio::test]
+async fn the_default_model_puts_the_answer_first() {
+    let mut client = client(shared_server("minilm-pair", "auto")).await;
+    let documents = [
+        "Photosynthesis converts light energy into chemical energy in plants.",
+        "The stock market fell sharply on Tuesday after the rate decision.",
+        PARIS,
+        "Berlin is the capital of Germany.",
+        "Basketball was invented by James Naismith in 1891.",
+    ];
+    let response = client
+        .rerank(request("what is the capital of France", &documents))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.results.len(), documents.len());
+    assert_eq!(response.results[0].index, 2, "{:?}", response.results);
+    for result in &response.results {
+        assert!((0.0..=1.0).contains(&result.score), "{result:?}");
+    }
+}
+
+#[tokio::test]
+async fn results_are_sorted_cut_to_top_n_and_carry_documents_on_request() {
+    let mut client = client(shared_server("minilm-pair", "fp32")).await;
+    let documents = [
+        "Bananas are yellow.",
+        PARIS,
+        "France is a country in Europe.",
+        "Python is a programming language.",
+    ];
+    let check = |top_n: u32, expected_len: usize| {
+        let mut request = request("what is the capital of France", &documents);
+        request.top_n = top_n;
+        request.return_documents = top_n % 2 == 0;
+        request.request_id = format!("top-{top_n}");
+        (request, expected_len)
+    };
+    for (request, expected_len) in [check(0, 4), check(2, 2), check(3, 3), check(99, 4)] {
+        let return_documents = request.return_documents;
+        let request_id = request.request_id.clone();
+        let response = client.rerank(request).await.unwrap().into_inner();
+        assert_eq!(response.results.len(), expected_len, "{request_id}");
+        assert_eq!(response.request_id, request_id);
+        assert!(
+            response
+                .results
+                .windows(2)
+                .all(|w| w[0].score >= w[1].score),
+            "{:?}",
+            response.results
+        );
+        assert_eq!(response.results[0].index, 1);
+        for result in &response.results {
+            let expected = return_documents.then(|| documents[result.index as usize].to_string());
+            assert_eq!(result.document, expected, "{request_id}");
+        }
+        let usage = response.usage.unwrap();
+        assert_eq!(usage.pairs, 4);
+        assert!(usage.tokens > 4 * 8, "{usage:?}");
+        assert_eq!(usage.truncated, 0);
+        let timings = response.timings.unwrap();
+        assert!(timings.inference_us > 0 && timings.total_us >= timings.inference_us);
+    }
+}
+
+#[tokio::test]
+async fn model_info_describes_the_model() {
+    let mut client = client(shared_server("tiny-xlmr", "fp32")).await;
+    let info = client
+        .model_info(pb::ModelInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.device, "cpu");
+    assert_eq!(info.dtype, "fp32");
+    assert_eq!(info.architecture, "xlm-roberta");
+    assert_eq!(info.mode, "cross-encoder");
+    assert_eq!(info.activation, "sigmoid");
+    assert!(info.max_length >= 128, "{info:?}");
+}
+
+fn long_document(words: usize) -> String {
+    (0..words)
+        .map(|i| format!("word{i}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test]
+async fn bad_requests_get_invalid_argument_naming_the_problem() {
+    let mut client = client(shared_server("tiny-bert", "fp32")).await;
+    let long = long_document(600);
+    let mut too_long = request("query", &["short", &long]);
+    too_long.truncate = Some(false);
+    let cases = [
+        (request("", &["a"]), "query is empty"),
+        (request("  ", &["a"]), "query is empty"),
+        (request("query", &[]), "documents is empty"),
+        (too_long, "document 1 makes a pair of"),
+    ];
+    for (request, fragment) in cases {
+        let status = client.rerank(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(fragment), "{status:?}");
+    }
+}
+
+#[tokio::test]
+async fn long_documents_are_truncated_by_default() {
+    let mut client = client(shared_server("tiny-bert", "fp32")).await;
+    let long = long_document(600);
+    let response = client
+        .rerank(request("query", &["short", &long]))
+        .await
+        .unwrap()
+        .into_inner();
+    let usage = response.usage.unwrap();
+    assert_eq!(usage.truncated, 1);
+    assert_eq!(usage.pairs, 2);
+    assert!(usage.tokens <= 512 + 16, "{usage:?}");
+}
+
+fn copy_model(name: &str) -> tempfile::TempDir {
+    let source = model_dir(name);
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    copy
+}
+
+#[tokio::test]
+async fn a_forward_failure_is_internal_and_does_not_stop_the_server() {
+    // A window larger than the model's 512 positions: the embedding lookup of
+    // a long pair fails inside libtorch, while short pairs still work.
+    let dir = copy_model("tiny-bert");
+    let spec_path = dir.path().join("rerankd.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
+    spec["max_length"] = 2048.into();
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let addr = start_server(model_config(dir.path().to_path_buf(), "fp32")).unwrap();
+    let mut client = client(addr).await;
+
+    let long = long_document(900);
+    let status = client.rerank(request("query", &[&long])).await.unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        status.message().contains("model failed during inference"),
+        "{status:?}"
+    );
+    let response = client
+        .rerank(request("query", &["a", "b"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.results.len(), 2);
+}
+
+#[tokio::test]
+async fn start_up_failures_are_clear_and_map_to_failed_precondition() {
+    let missing = tempfile::tempdir().unwrap().path().join("nope");
+    let garbage = copy_model("tiny-bert");
+    std::fs::write(
+        garbage.path().join("model.pt"),
+        b"not a torchscript archive",
+    )
+    .unwrap();
+    let broken_tokenizer = copy_model("tiny-bert");
+    std::fs::write(broken_tokenizer.path().join("tokenizer.json"), b"{").unwrap();
+    let cases = [
+        (model_config(missing, "fp32"), "is not a readable directory"),
+        (
+            model_config(garbage.path().to_path_buf(), "fp32"),
+            "model failed to load",
+        ),
+        (
+            model_config(broken_tokenizer.path().to_path_buf(), "fp32"),
+            "tokenizer.json cannot be loaded",
+        ),
+        (
+            model_config(model_dir("tiny-bert"), "fp16"),
+            "fp16 is for CUDA",
+        ),
+    ];
+    for (config, fragment) in cases {
+        let error = start_server(config).unwrap_err();
+        assert!(error.to_string().contains(fragment), "{error}");
+        let status = tonic::Status::from(error);
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    }
+}
