@@ -2,6 +2,8 @@
 //! Ctrl-C. Must never: hold logic that tests cannot reach (all of it lives in
 //! the library; `server::load` and `server::run` are what tests call too).
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -12,6 +14,8 @@ use rerankd::server;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
