@@ -53,6 +53,15 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_THREADS", default_value_t = 0)]
     pub threads: usize,
 
+    /// Most documents one request may carry; more is INVALID_ARGUMENT.
+    #[arg(long, env = "RERANKD_MAX_DOCUMENTS", default_value_t = 1000)]
+    pub max_documents: usize,
+
+    /// Most pairs the model runs in one forward pass; a larger request is
+    /// scored in several batches.
+    #[arg(long, env = "RERANKD_MAX_BATCH_PAIRS", default_value_t = 32)]
+    pub max_batch_pairs: usize,
+
     /// Largest gRPC message accepted or sent, in bytes.
     #[arg(long, env = "RERANKD_MAX_MESSAGE_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_message_bytes: usize,
@@ -66,6 +75,23 @@ pub struct ModelConfig {
     pub dtype: DtypeRequest,
     /// 0 = libtorch's default.
     pub threads: usize,
+}
+
+/// Per-request limits and batch sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct InferConfig {
+    pub max_documents: usize,
+    /// At least 1.
+    pub max_batch_pairs: usize,
+}
+
+impl Default for InferConfig {
+    fn default() -> Self {
+        InferConfig {
+            max_documents: 1000,
+            max_batch_pairs: 32,
+        }
+    }
 }
 
 /// How to serve gRPC.
@@ -89,6 +115,13 @@ impl ServeArgs {
             device: self.device,
             dtype: self.dtype,
             threads: self.threads,
+        }
+    }
+
+    pub fn infer_config(&self) -> InferConfig {
+        InferConfig {
+            max_documents: self.max_documents,
+            max_batch_pairs: self.max_batch_pairs.max(1),
         }
     }
 

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::InferConfig;
 use crate::error::Error;
 use crate::model::thread::ModelClient;
 use crate::model::{Activation, DeviceSpec, Dtype, PaddedBatch};
@@ -75,14 +76,21 @@ pub struct Infer {
     tokenizer: Arc<PairTokenizer>,
     model: ModelClient,
     info: Arc<ModelInfo>,
+    config: InferConfig,
 }
 
 impl Infer {
-    pub fn new(tokenizer: PairTokenizer, model: ModelClient, info: ModelInfo) -> Self {
+    pub fn new(
+        tokenizer: PairTokenizer,
+        model: ModelClient,
+        info: ModelInfo,
+        config: InferConfig,
+    ) -> Self {
         Infer {
             tokenizer: Arc::new(tokenizer),
             model,
             info: Arc::new(info),
+            config,
         }
     }
 
@@ -92,7 +100,7 @@ impl Infer {
 
     pub async fn rerank(&self, query: RerankQuery) -> Result<Reranked, Error> {
         let started = Instant::now();
-        validate(&query)?;
+        validate(&query, &self.config)?;
         let RerankQuery {
             query,
             documents,
@@ -104,24 +112,50 @@ impl Infer {
 
         let tokenizer = Arc::clone(&self.tokenizer);
         let info = Arc::clone(&self.info);
-        let (batch, usage, documents) = tokio::task::spawn_blocking(move || {
+        let max_batch_pairs = self.config.max_batch_pairs;
+        let (batches, usage, documents) = tokio::task::spawn_blocking(move || {
             let encoded = tokenizer.encode_request(&query, &documents, truncate)?;
-            let pairs: Vec<_> = encoded.pairs.iter().collect();
-            let batch = PaddedBatch::new(&pairs, info.pad_token_id, info.uses_token_type_ids);
+            let batches: Vec<PaddedBatch> = encoded
+                .pairs
+                .chunks(max_batch_pairs)
+                .map(|chunk| {
+                    let rows: Vec<_> = chunk.iter().collect();
+                    PaddedBatch::new(&rows, info.pad_token_id, info.uses_token_type_ids)
+                })
+                .collect();
             let usage = Usage {
                 pairs: encoded.pairs.len(),
                 tokens: encoded.tokens,
                 truncated: encoded.truncated,
             };
-            Ok::<_, Error>((batch, usage, documents))
+            Ok::<_, Error>((batches, usage, documents))
         })
         .await
-        .map_err(|e| Error::Tokenizer(format!("the tokenizing task failed: {e}")))??;
+        .map_err(|e| {
+            tracing::error!(error = %e, "the tokenizing task failed");
+            Error::Tokenizer("tokenizing the request failed unexpectedly".into())
+        })??;
         let tokenize = started.elapsed();
 
-        let scored = self.model.score(batch).await?;
+        let mut raw = Vec::with_capacity(usage.pairs);
+        let mut timings = Timings {
+            tokenize,
+            ..Timings::default()
+        };
+        for batch in batches {
+            let scored = self.model.score(batch).await?;
+            timings.queue += scored.queued;
+            timings.inference += scored.inference;
+            raw.extend(scored.scores);
+        }
+        if let Some(index) = raw.iter().position(|s| !s.is_finite()) {
+            return Err(Error::Inference(format!(
+                "the model returned a non-finite score ({}) for document {index}",
+                raw[index]
+            )));
+        }
         let activation = (!raw_scores).then_some(self.info.activation);
-        let results = rank(&scored.scores, top_n, activation)
+        let results = rank(&raw, top_n, activation)
             .into_iter()
             .map(|(index, score)| RankedDocument {
                 index,
@@ -129,20 +163,16 @@ impl Infer {
                 document: return_documents.then(|| documents[index].clone()),
             })
             .collect();
+        timings.total = started.elapsed();
         Ok(Reranked {
             results,
             usage,
-            timings: Timings {
-                tokenize,
-                queue: scored.queued,
-                inference: scored.inference,
-                total: started.elapsed(),
-            },
+            timings,
         })
     }
 }
 
-fn validate(query: &RerankQuery) -> Result<(), Error> {
+fn validate(query: &RerankQuery, config: &InferConfig) -> Result<(), Error> {
     if query.query.trim().is_empty() {
         return Err(Error::InvalidArgument(
             "query is empty; send the text to rank the documents against".into(),
@@ -153,20 +183,31 @@ fn validate(query: &RerankQuery) -> Result<(), Error> {
             "documents is empty; send at least one document to rank".into(),
         ));
     }
+    if query.documents.len() > config.max_documents {
+        return Err(Error::InvalidArgument(format!(
+            "{} documents is over this server's limit of {} per request; split the request \
+             (the limit is --max-documents)",
+            query.documents.len(),
+            config.max_documents
+        )));
+    }
     Ok(())
 }
 
-/// `(index, score)` best first, ties in input order, cut to `top_n` (0 = all),
-/// with `activation` applied when given.
+/// `(index, score)` best first by raw score, ties in input order, cut to
+/// `top_n` (0 = all), with `activation` applied after ranking: sigmoid
+/// saturates at 1.0 in f32, so ranking normalised scores could reorder.
+/// Scores must be finite.
 fn rank(raw: &[f32], top_n: usize, activation: Option<Activation>) -> Vec<(usize, f32)> {
-    let mut ranked: Vec<(usize, f32)> = raw
-        .iter()
-        .map(|&score| activation.map_or(score, |a| a.apply(score)))
-        .enumerate()
-        .collect();
+    let mut ranked: Vec<(usize, f32)> = raw.iter().copied().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     if top_n > 0 {
         ranked.truncate(top_n);
+    }
+    if let Some(activation) = activation {
+        for (_, score) in &mut ranked {
+            *score = activation.apply(*score);
+        }
     }
     ranked
 }
@@ -195,6 +236,13 @@ mod tests {
             &[(1, 1.0), (0, 0.5)],
         );
         check(&[0.0], 0, Some(Activation::Sigmoid), &[(0, 0.5)]);
+        // Both saturate to 1.0 after the sigmoid; the raw order still holds.
+        check(
+            &[20.0, 30.0],
+            0,
+            Some(Activation::Sigmoid),
+            &[(1, 1.0), (0, 1.0)],
+        );
     }
 
     #[test]
@@ -207,9 +255,14 @@ mod tests {
             raw_scores: false,
             truncate: true,
         };
-        let message = |q: RerankQuery| validate(&q).unwrap_err().to_string();
+        let config = InferConfig {
+            max_documents: 2,
+            max_batch_pairs: 1,
+        };
+        let message = |q: RerankQuery| validate(&q, &config).unwrap_err().to_string();
         assert!(message(query(" \n", &["a"])).contains("query is empty"));
         assert!(message(query("q", &[])).contains("documents is empty"));
-        assert!(validate(&query("q", &[""])).is_ok());
+        assert!(message(query("q", &["a", "b", "c"])).contains("3 documents is over"));
+        assert!(validate(&query("q", &["", "b"]), &config).is_ok());
     }
 }

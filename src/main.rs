@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let loaded = server::load(&args.model_config())
+            let loaded = server::load(&args.model_config(), args.infer_config())
                 .await
                 .context("cannot start rerankd")?;
             let listener = TcpListener::bind(args.addr)

@@ -12,7 +12,7 @@ use std::future::Future;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::config::{ModelConfig, ServerConfig};
+use crate::config::{InferConfig, ModelConfig, ServerConfig};
 use crate::error::Error;
 use crate::grpc::pb::reranker_server::RerankerServer;
 use crate::grpc::service::RerankService;
@@ -34,7 +34,7 @@ pub struct Loaded {
 }
 
 /// Loads the model directory and warms the model up on its own thread.
-pub async fn load(config: &ModelConfig) -> Result<Loaded, Error> {
+pub async fn load(config: &ModelConfig, infer_config: InferConfig) -> Result<Loaded, Error> {
     let dir = ModelDir::open(&config.dir)?;
     let device = tch_device(config.device)?;
     let dtype = resolve_dtype(config.dtype, config.device, cpu_has_native_bf16())?;
@@ -75,7 +75,7 @@ pub async fn load(config: &ModelConfig) -> Result<Loaded, Error> {
     };
     log_report(&dir, &info, &report);
     Ok(Loaded {
-        infer: Infer::new(tokenizer, client, info),
+        infer: Infer::new(tokenizer, client, info, infer_config),
         report,
         model_thread,
     })

@@ -55,9 +55,19 @@ async fn serve_starts_from_env_answers_and_stops_on_sigterm() {
     assert!(killed.success());
     // Wait off the runtime: the client's connection task must keep running
     // to answer the server's GOAWAY.
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let pid = child.id();
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || child.wait().unwrap()),
+    )
+    .await;
+    let Ok(status) = waited else {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("rerankd did not exit within 120 s of SIGTERM");
+    };
+    let status = status.unwrap();
     assert!(status.success(), "rerankd exited with {status}");
     let rest: Vec<String> = log.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:#?}");

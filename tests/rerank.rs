@@ -58,6 +58,23 @@ async fn fp32_scores_equal_the_exporters_golden_scores() {
     }
 }
 
+/// The largest |server − golden| over the golden set, raw scores.
+async fn golden_max_diff(model: &str, dtype: &str) -> f32 {
+    let mut client = client(shared_server(model, dtype)).await;
+    let mut worst = 0.0f32;
+    for group in golden(model).groups {
+        let documents: Vec<&str> = group.documents.iter().map(String::as_str).collect();
+        let mut request = request(&group.query, &documents);
+        request.raw_scores = true;
+        let response = client.rerank(request).await.unwrap().into_inner();
+        let scores = scores_by_index(&response, documents.len());
+        for (got, want) in scores.iter().zip(&group.scores) {
+            worst = worst.max((got - want).abs());
+        }
+    }
+    worst
+}
+
 async fn served_dtype(model: &str, dtype: &str) -> String {
     let mut client = client(shared_server(model, dtype)).await;
     let info = client
@@ -94,7 +111,13 @@ async fn bf16_serves_only_when_it_ranks_like_fp32() {
     // and then match the golden scores exactly; real weights keep bf16.
     for model in ["tiny-bert", "tiny-xlmr", "minilm-pair"] {
         match served_dtype(model, "bf16").await.as_str() {
-            "bf16" => check_golden(model, "bf16", bf16_tolerance(model)).await,
+            "bf16" => {
+                check_golden(model, "bf16", bf16_tolerance(model)).await;
+                assert!(
+                    golden_max_diff(model, "bf16").await > 0.0,
+                    "{model}: bf16 scores equal fp32 to the bit; was the model cast?"
+                );
+            }
             "fp32" => {
                 assert_ne!(model, "minilm-pair", "real weights must keep bf16");
                 check_golden(model, "bf16", 1e-4).await;
@@ -224,7 +247,87 @@ async fn long_documents_are_truncated_by_default() {
     let usage = response.usage.unwrap();
     assert_eq!(usage.truncated, 1);
     assert_eq!(usage.pairs, 2);
-    assert!(usage.tokens <= 512 + 16, "{usage:?}");
+    let short = client
+        .rerank(request("query", &["short"]))
+        .await
+        .unwrap()
+        .into_inner()
+        .usage
+        .unwrap();
+    assert_eq!(
+        usage.tokens,
+        512 + short.tokens,
+        "the long pair is cut to the window"
+    );
+}
+
+#[tokio::test]
+async fn a_request_larger_than_one_batch_keeps_every_score_with_its_document() {
+    // 3 × the golden set is more than the default 32 pairs per forward pass,
+    // so the request runs as several batches of different padded lengths.
+    let mut client = client(shared_server("tiny-bert", "fp32")).await;
+    let golden = golden("tiny-bert");
+    let group = &golden.groups[0];
+    let mut documents = Vec::new();
+    let mut expected = Vec::new();
+    for (g, other) in golden.groups.iter().enumerate() {
+        for (document, score) in other.documents.iter().zip(&other.scores) {
+            // Only group 0 shares the query; other groups' documents get
+            // group 0's query, so compare those to themselves across copies.
+            documents.push(document.as_str());
+            expected.push((g == 0).then_some(*score));
+        }
+    }
+    let copies = 3;
+    let all: Vec<&str> = documents
+        .iter()
+        .copied()
+        .cycle()
+        .take(documents.len() * copies)
+        .collect();
+    assert!(all.len() > 32);
+    let mut request = request(&group.query, &all);
+    request.raw_scores = true;
+    let response = client.rerank(request).await.unwrap().into_inner();
+    let scores = scores_by_index(&response, all.len());
+    for (i, score) in scores.iter().enumerate() {
+        let first_copy = scores[i % documents.len()];
+        assert!(
+            (score - first_copy).abs() <= 1e-4,
+            "document {i}: {score} vs {first_copy}"
+        );
+        if let Some(want) = expected[i % documents.len()] {
+            assert!(
+                (score - want).abs() <= 1e-4,
+                "document {i}: {score} vs golden {want}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_over_the_document_limit_is_refused() {
+    let infer = rerankd::config::InferConfig {
+        max_documents: 3,
+        max_batch_pairs: 2,
+    };
+    let addr = start_server_with(model_config(model_dir("tiny-bert"), "fp32"), infer).unwrap();
+    let mut client = client(addr).await;
+    let status = client
+        .rerank(request("query", &["a", "b", "c", "d"]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("4 documents is over"),
+        "{status:?}"
+    );
+    let response = client
+        .rerank(request("query", &["a", "b", "c"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.results.len(), 3);
 }
 
 fn copy_model(name: &str) -> tempfile::TempDir {

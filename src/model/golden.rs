@@ -6,6 +6,7 @@
 //! difference, ranking inversions beyond ties). Must never: run the model
 //! (the model thread feeds it scores) or decide anything on a timing.
 
+use std::cmp::Ordering;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -53,16 +54,25 @@ impl GoldenSet {
     }
 }
 
-/// The largest absolute difference between two score lists of one length.
+/// The largest absolute difference between two score lists of one length;
+/// infinite when either holds a non-finite score.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
-        .map(|(x, y)| (x - y).abs())
+        .map(|(x, y)| {
+            let diff = (x - y).abs();
+            if diff.is_finite() {
+                diff
+            } else {
+                f32::INFINITY
+            }
+        })
         .fold(0.0, f32::max)
 }
 
 /// The first pair of documents `(i, j)` that `reference` orders `i` above `j`
-/// by more than `tie_tolerance` but `candidate` orders `j` above `i`.
+/// by more than `tie_tolerance` but `candidate` does not (it orders `j` above
+/// or level with `i`, or either score is not a number).
 pub fn first_inversion(
     reference: &[f32],
     candidate: &[f32],
@@ -70,7 +80,9 @@ pub fn first_inversion(
 ) -> Option<(usize, usize)> {
     for i in 0..reference.len() {
         for j in 0..reference.len() {
-            if reference[i] - reference[j] > tie_tolerance && candidate[j] > candidate[i] {
+            let candidate_agrees =
+                candidate[i].partial_cmp(&candidate[j]) == Some(Ordering::Greater);
+            if reference[i] - reference[j] > tie_tolerance && !candidate_agrees {
                 return Some((i, j));
             }
         }
@@ -98,6 +110,10 @@ mod tests {
         // Within the tie tolerance either order is fine.
         check(&[0.500, 0.505], &[0.51, 0.50], None);
         check(&[0.1, 0.9], &[0.2, 0.1], Some((1, 0)));
+        // A tie the reference does not have, and NaN, are inversions too.
+        check(&[0.9, 0.1], &[0.5, 0.5], Some((0, 1)));
+        check(&[0.9, 0.1], &[f32::NAN, 0.5], Some((0, 1)));
+        assert_eq!(max_abs_diff(&[1.0], &[f32::NAN]), f32::INFINITY);
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //!
 //! Owns: the scorer's lifetime (built on the thread, dropped on the thread)
 //! and the job channel. Must never: run on a tokio worker (the thread is a
-//! plain `std::thread`), panic on a scoring error (each job gets its own
-//! `Result`), or let one job's failure reach another job.
+//! plain `std::thread`), die on a scoring error or panic (each job gets its
+//! own `Result`), run a job whose requester has gone, or let one job's
+//! failure reach another job.
 
+use std::panic::AssertUnwindSafe;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -69,6 +71,22 @@ impl ModelClient {
     }
 }
 
+/// Scores one batch; a panic inside the scorer (a bug, or an unwrap deep in
+/// tch) fails this batch only, and the thread keeps serving.
+fn score_one<S: Scorer>(scorer: &mut S, batch: &PaddedBatch) -> Result<Vec<f32>, ScoreError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| scorer.score(batch))).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        tracing::error!(%message, "the scorer panicked; failing this batch only");
+        Err(ScoreError::Failed(
+            "the model failed unexpectedly on this batch".into(),
+        ))
+    })
+}
+
 /// The running model thread; its owner joins it on drop.
 pub struct ModelThread {
     join: Option<JoinHandle<()>>,
@@ -103,14 +121,17 @@ impl ModelThread {
                     }
                 };
                 while let Some(job) = incoming.blocking_recv() {
+                    // The requester has gone (cancelled, timed out): skip the work.
+                    if job.reply.is_closed() {
+                        continue;
+                    }
                     let queued = job.sent_at.elapsed();
                     let started = Instant::now();
-                    let result = scorer.score(&job.batch).map(|scores| ScoredBatch {
+                    let result = score_one(&mut scorer, &job.batch).map(|scores| ScoredBatch {
                         scores,
                         queued,
                         inference: started.elapsed(),
                     });
-                    // The requester may have gone; its answer is simply dropped.
                     let _ = job.reply.send(result);
                 }
             })

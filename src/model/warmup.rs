@@ -78,29 +78,12 @@ pub fn load_for_serving(plan: &LoadPlan) -> Result<(TorchScorer, LoadReport), Er
     }
 
     if plan.dtype != Dtype::Fp32 {
-        scorer.cast(plan.dtype)?;
-        let lowered = score_golden(&mut scorer, &plan.golden)?;
-        if !plan.golden.is_empty() {
-            report.lowered_vs_fp32 = Some(
-                fp32_scores
-                    .iter()
-                    .zip(&lowered)
-                    .map(|(a, b)| max_abs_diff(a, b))
-                    .fold(0.0, f32::max),
-            );
-            let inversion =
-                fp32_scores
-                    .iter()
-                    .zip(&lowered)
-                    .enumerate()
-                    .find_map(|(group, (a, b))| {
-                        first_inversion(a, b, TIE_TOLERANCE).map(|pair| (group, pair))
-                    });
-            if let Some((group, (i, j))) = inversion {
-                report.fallback = Some(format!(
-                    "{} orders documents {i} and {j} of golden group {group} unlike fp32",
-                    plan.dtype
-                ));
+        match lower(&mut scorer, plan, &fp32_scores) {
+            Ok(difference) => report.lowered_vs_fp32 = difference,
+            Err(reason) => {
+                report.fallback = Some(reason);
+                // Free the cast copy before loading the fp32 one.
+                drop(scorer);
                 scorer = load()?;
             }
         }
@@ -111,6 +94,41 @@ pub fn load_for_serving(plan: &LoadPlan) -> Result<(TorchScorer, LoadReport), Er
         .map_err(|e| Error::ModelLoad(format!("warm-up forward failed: {e}")))?;
     report.warmup_time = warmup_started.elapsed();
     Ok((scorer, report))
+}
+
+/// Casts `scorer` to the plan's precision and checks it on the golden set;
+/// `Err` says why that precision must not serve.
+fn lower(
+    scorer: &mut TorchScorer,
+    plan: &LoadPlan,
+    fp32_scores: &[Vec<f32>],
+) -> Result<Option<f32>, String> {
+    let dtype = plan.dtype;
+    scorer
+        .cast(dtype)
+        .map_err(|e| format!("casting to {dtype} failed: {e}"))?;
+    let lowered = score_golden(scorer, &plan.golden)
+        .map_err(|e| format!("{dtype} failed on the golden set: {e}"))?;
+    if plan.golden.is_empty() {
+        return Ok(None);
+    }
+    let difference = fp32_scores
+        .iter()
+        .zip(&lowered)
+        .map(|(a, b)| max_abs_diff(a, b))
+        .fold(0.0, f32::max);
+    let inversion = fp32_scores
+        .iter()
+        .zip(&lowered)
+        .enumerate()
+        .find_map(|(group, (a, b))| first_inversion(a, b, TIE_TOLERANCE).map(|pair| (group, pair)));
+    match inversion {
+        Some((group, (i, j))) => Err(format!(
+            "{dtype} orders documents {i} and {j} of golden group {group} unlike fp32 \
+             (largest score difference {difference})"
+        )),
+        None => Ok(Some(difference)),
+    }
 }
 
 fn score_golden(scorer: &mut TorchScorer, golden: &[GoldenBatch]) -> Result<Vec<Vec<f32>>, Error> {

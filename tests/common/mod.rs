@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{mpsc, Mutex, OnceLock};
 
-use rerankd::config::{ModelConfig, ServerConfig};
+use rerankd::config::{InferConfig, ModelConfig, ServerConfig};
 use rerankd::grpc::pb;
 use rerankd::grpc::pb::reranker_client::RerankerClient;
 use rerankd::model::{DeviceSpec, DtypeRequest};
@@ -53,6 +53,14 @@ pub fn model_config(dir: PathBuf, dtype: &str) -> ModelConfig {
 /// Starts a server for `config` on its own thread; returns its address once
 /// the model is warm and the port is bound, or the start-up error.
 pub fn start_server(config: ModelConfig) -> Result<SocketAddr, rerankd::Error> {
+    start_server_with(config, InferConfig::default())
+}
+
+/// `start_server` with request limits of the test's choosing.
+pub fn start_server_with(
+    config: ModelConfig,
+    infer: InferConfig,
+) -> Result<SocketAddr, rerankd::Error> {
     let (ready, started) = mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -61,7 +69,7 @@ pub fn start_server(config: ModelConfig) -> Result<SocketAddr, rerankd::Error> {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let loaded = match server::load(&config).await {
+            let loaded = match server::load(&config, infer).await {
                 Ok(loaded) => loaded,
                 Err(error) => {
                     ready.send(Err(error)).unwrap();
