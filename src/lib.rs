@@ -12,6 +12,7 @@
 //!
 //! See ARCHITECTURE.md for the invariants that hold these together.
 
+pub mod batcher;
 pub mod config;
 pub mod error;
 pub mod grpc;
