@@ -6,3 +6,4 @@
 //! its pure parts (`controller`).
 
 pub mod controller;
+pub mod queue;
