@@ -42,10 +42,14 @@ pub enum Error {
     #[error("model failed during inference: {0}")]
     Inference(String),
 
-    /// A single batch did not fit in the device's memory.
-    #[error("out of memory while scoring {pairs} pairs of up to {tokens} tokens: {message}")]
+    /// One pair did not fit in the device's memory even alone (batches that
+    /// do not fit are split and retried; only a single pair can fail).
+    #[error(
+        "document {index} makes a pair of {tokens} tokens that does not fit in device memory \
+         even on its own; shorten it or retry later: {message}"
+    )]
     OutOfMemory {
-        pairs: usize,
+        index: usize,
         tokens: usize,
         message: String,
     },
@@ -130,12 +134,12 @@ mod tests {
         check(Error::Tokenizer("x".into()), Code::Internal, "tokenizer: x");
         check(
             Error::OutOfMemory {
-                pairs: 1,
+                index: 4,
                 tokens: 512,
                 message: "CUDA out of memory".into(),
             },
             Code::ResourceExhausted,
-            "1 pairs of up to 512 tokens",
+            "document 4 makes a pair of 512 tokens",
         );
         check(
             Error::Unavailable("stopped".into()),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::config::InferConfig;
 use crate::error::Error;
 use crate::model::thread::ModelClient;
-use crate::model::{Activation, DeviceSpec, Dtype, PaddedBatch};
+use crate::model::{Activation, DeviceSpec, Dtype, PaddedBatch, ScoreError};
 use crate::tokenize::PairTokenizer;
 
 /// What the server runs, as `ModelInfo` reports it.
@@ -143,10 +143,21 @@ impl Infer {
             ..Timings::default()
         };
         for batch in batches {
+            let lengths = batch.row_lengths();
             let scored = self.model.score(batch).await?;
             timings.queue += scored.queued;
             timings.inference += scored.inference;
-            raw.extend(scored.scores);
+            for (row, result) in scored.scores.into_iter().enumerate() {
+                let index = raw.len();
+                raw.push(result.map_err(|error| match error {
+                    ScoreError::OutOfMemory(message) => Error::OutOfMemory {
+                        index,
+                        tokens: lengths[row],
+                        message,
+                    },
+                    ScoreError::Failed(message) => Error::Inference(message),
+                })?);
+            }
         }
         if let Some(index) = raw.iter().position(|s| !s.is_finite()) {
             return Err(Error::Inference(format!(

@@ -6,4 +6,7 @@
 //! its pure parts (`controller`).
 
 pub mod controller;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod queue;
+pub mod split;

@@ -70,6 +70,36 @@ impl PaddedBatch {
     pub fn padded_tokens(&self) -> usize {
         self.pairs * self.padded_len
     }
+
+    /// The real (unpadded) length of each row.
+    pub fn row_lengths(&self) -> Vec<usize> {
+        self.attention_mask
+            .chunks(self.padded_len.max(1))
+            .take(self.pairs)
+            .map(|row| row.iter().filter(|&&m| m != 0).count())
+            .collect()
+    }
+
+    /// Rows `start..end` as a batch of their own, padded to their longest.
+    pub fn rows(&self, start: usize, end: usize) -> PaddedBatch {
+        let lengths = self.row_lengths();
+        let padded_len = lengths[start..end].iter().copied().max().unwrap_or(0);
+        let take = |values: &[i64]| -> Vec<i64> {
+            (start..end)
+                .flat_map(|row| {
+                    let begin = row * self.padded_len;
+                    values[begin..begin + padded_len].iter().copied()
+                })
+                .collect()
+        };
+        PaddedBatch {
+            pairs: end - start,
+            padded_len,
+            input_ids: take(&self.input_ids),
+            attention_mask: take(&self.attention_mask),
+            token_type_ids: self.token_type_ids.as_deref().map(take),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +129,18 @@ mod tests {
             batch.token_type_ids.as_deref(),
             Some(&[0, 0, 0, 1, 1, 0, 0, 0, 0, 0][..])
         );
+    }
+
+    #[test]
+    fn rows_come_out_repadded_to_their_own_longest() {
+        let a = pair(&[101, 7, 102, 9, 102], &[0, 0, 0, 1, 1]);
+        let b = pair(&[101, 8, 102], &[0, 0, 0]);
+        let c = pair(&[101, 6, 6, 102], &[0, 0, 0, 1]);
+        let batch = PaddedBatch::new(&[&a, &b, &c], 0, true);
+        assert_eq!(batch.row_lengths(), [5, 3, 4]);
+        assert_eq!(batch.rows(1, 3), PaddedBatch::new(&[&b, &c], 0, true));
+        assert_eq!(batch.rows(0, 1), PaddedBatch::new(&[&a], 0, true));
+        assert_eq!(batch.rows(0, 3), batch);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{PaddedBatch, ScoreError, Scorer};
+use crate::batcher::split::{score_splitting, SplitRecord};
 use crate::error::Error;
 
 /// How many batches may wait for the model thread before senders wait.
@@ -23,7 +24,9 @@ const JOB_QUEUE: usize = 64;
 /// What the model thread answers for one batch.
 #[derive(Debug)]
 pub struct ScoredBatch {
-    pub scores: Vec<f32>,
+    /// One result per row: a batch that ran out of memory was split and
+    /// retried, so only a row that cannot fit alone carries an error.
+    pub scores: Vec<Result<f32, ScoreError>>,
     /// From `ModelClient::score` being called to the thread picking it up.
     pub queued: Duration,
     /// Building tensors, the forward pass, and copying scores back.
@@ -33,7 +36,7 @@ pub struct ScoredBatch {
 struct Job {
     batch: PaddedBatch,
     sent_at: Instant,
-    reply: oneshot::Sender<Result<ScoredBatch, ScoreError>>,
+    reply: oneshot::Sender<ScoredBatch>,
 }
 
 /// Sends batches to the model thread.
@@ -45,8 +48,6 @@ pub struct ModelClient {
 impl ModelClient {
     /// Scores `batch` on the model thread.
     pub async fn score(&self, batch: PaddedBatch) -> Result<ScoredBatch, Error> {
-        let pairs = batch.pairs;
-        let tokens = batch.padded_len;
         let (reply, answer) = oneshot::channel();
         let job = Job {
             batch,
@@ -57,33 +58,42 @@ impl ModelClient {
             .send(job)
             .await
             .map_err(|_| Error::Unavailable("the model thread has stopped".into()))?;
-        let scored = answer
+        answer
             .await
-            .map_err(|_| Error::Unavailable("the model thread stopped before answering".into()))?;
-        scored.map_err(|error| match error {
-            ScoreError::OutOfMemory(message) => Error::OutOfMemory {
-                pairs,
-                tokens,
-                message,
-            },
-            ScoreError::Failed(message) => Error::Inference(message),
-        })
+            .map_err(|_| Error::Unavailable("the model thread stopped before answering".into()))
     }
 }
 
-/// Scores one batch; a panic inside the scorer (a bug, or an unwrap deep in
-/// tch) fails this batch only, and the thread keeps serving.
-fn score_one<S: Scorer>(scorer: &mut S, batch: &PaddedBatch) -> Result<Vec<f32>, ScoreError> {
-    std::panic::catch_unwind(AssertUnwindSafe(|| scorer.score(batch))).unwrap_or_else(|panic| {
+/// Scores one batch, splitting it on out-of-memory; a panic inside the
+/// scorer (a bug, or an unwrap deep in tch) fails this batch only, and the
+/// thread keeps serving.
+fn score_one<S: Scorer>(scorer: &mut S, batch: &PaddedBatch) -> Vec<Result<f32, ScoreError>> {
+    let mut record = SplitRecord::default();
+    let scored = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        score_splitting(scorer, batch, &mut record)
+    }));
+    if !record.out_of_memory.is_empty() {
+        tracing::warn!(
+            pairs = batch.pairs,
+            padded_tokens = batch.padded_tokens(),
+            out_of_memory_at = ?record.out_of_memory,
+            splits = record.splits,
+            "out of memory: batch split and retried"
+        );
+    }
+    scored.unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("no message");
         tracing::error!(%message, "the scorer panicked; failing this batch only");
-        Err(ScoreError::Failed(
-            "the model failed unexpectedly on this batch".into(),
-        ))
+        vec![
+            Err(ScoreError::Failed(
+                "the model failed unexpectedly on this batch".into()
+            ));
+            batch.pairs
+        ]
     })
 }
 
@@ -127,12 +137,12 @@ impl ModelThread {
                     }
                     let queued = job.sent_at.elapsed();
                     let started = Instant::now();
-                    let result = score_one(&mut scorer, &job.batch).map(|scores| ScoredBatch {
+                    let scores = score_one(&mut scorer, &job.batch);
+                    let _ = job.reply.send(ScoredBatch {
                         scores,
                         queued,
                         inference: started.elapsed(),
                     });
-                    let _ = job.reply.send(result);
                 }
             })
             .map_err(|e| Error::ModelLoad(format!("cannot start the model thread: {e}")))?;
