@@ -10,6 +10,8 @@
 //! libtorch/NVML — readings and outcomes are passed in, so every rule is
 //! unit-tested with plain numbers.
 
+pub use crate::gpu::MemoryReading;
+
 /// Tuning of the sizing rule. `Default` gives the server's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControllerConfig {
@@ -45,13 +47,6 @@ impl Default for ControllerConfig {
             free_margin_fraction: 0.1,
         }
     }
-}
-
-/// Free and total bytes of the device, as a memory probe read them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryReading {
-    pub free_bytes: u64,
-    pub total_bytes: u64,
 }
 
 /// A size that ran out of memory, and how much was free when it did.
