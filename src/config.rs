@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -57,10 +58,25 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_MAX_DOCUMENTS", default_value_t = 1000)]
     pub max_documents: usize,
 
-    /// Most pairs the model runs in one forward pass; a larger request is
-    /// scored in several batches.
+    /// Most pairs the model runs in one forward pass. Batches hold pairs of
+    /// every queued request, up to this many and up to the token budget.
     #[arg(long, env = "RERANKD_MAX_BATCH_PAIRS", default_value_t = 32)]
     pub max_batch_pairs: usize,
+
+    /// How long a batch may wait for more pairs when the queue cannot fill
+    /// it, in milliseconds.
+    #[arg(long, env = "RERANKD_MAX_QUEUE_DELAY_MS", default_value_t = 2)]
+    pub max_queue_delay_ms: u64,
+
+    /// Admission bound: a request that would take the queue past this many
+    /// pairs gets RESOURCE_EXHAUSTED with a retry-after header.
+    #[arg(long, env = "RERANKD_MAX_QUEUED_PAIRS", default_value_t = 20_000)]
+    pub max_queued_pairs: usize,
+
+    /// Token budget per batch (pairs × padded length) when device memory
+    /// cannot be read (CPU, or no NVIDIA driver).
+    #[arg(long, env = "RERANKD_FALLBACK_BUDGET_TOKENS", default_value_t = 16_384)]
+    pub fallback_budget_tokens: usize,
 
     /// Largest gRPC message accepted or sent, in bytes.
     #[arg(long, env = "RERANKD_MAX_MESSAGE_BYTES", default_value_t = 32 * 1024 * 1024)]
@@ -77,12 +93,15 @@ pub struct ModelConfig {
     pub threads: usize,
 }
 
-/// Per-request limits and batch sizes.
+/// Per-request limits and how requests are batched.
 #[derive(Debug, Clone, Copy)]
 pub struct InferConfig {
     pub max_documents: usize,
     /// At least 1.
     pub max_batch_pairs: usize,
+    pub max_queue_delay: Duration,
+    pub max_queued_pairs: usize,
+    pub fallback_budget_tokens: usize,
 }
 
 impl Default for InferConfig {
@@ -90,6 +109,9 @@ impl Default for InferConfig {
         InferConfig {
             max_documents: 1000,
             max_batch_pairs: 32,
+            max_queue_delay: Duration::from_millis(2),
+            max_queued_pairs: 20_000,
+            fallback_budget_tokens: 16_384,
         }
     }
 }
@@ -122,6 +144,9 @@ impl ServeArgs {
         InferConfig {
             max_documents: self.max_documents,
             max_batch_pairs: self.max_batch_pairs.max(1),
+            max_queue_delay: Duration::from_millis(self.max_queue_delay_ms),
+            max_queued_pairs: self.max_queued_pairs,
+            fallback_budget_tokens: self.fallback_budget_tokens,
         }
     }
 

@@ -54,6 +54,20 @@ pub enum Error {
         message: String,
     },
 
+    /// Too much work is queued; the client should retry after a while.
+    #[error(
+        "the server is overloaded ({queued_pairs} pairs queued); retry after {} ms",
+        retry_after.as_millis()
+    )]
+    Overloaded {
+        queued_pairs: usize,
+        retry_after: std::time::Duration,
+    },
+
+    /// The request's deadline passed before it was scored.
+    #[error("the request's deadline passed before its documents were scored")]
+    DeadlineExceeded,
+
     /// The tokenizer rejected an input.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -76,6 +90,15 @@ impl From<Error> for tonic::Status {
             }
             Error::Inference(_) | Error::Tokenizer(_) => tonic::Status::internal(message),
             Error::OutOfMemory { .. } => tonic::Status::resource_exhausted(message),
+            Error::Overloaded { retry_after, .. } => {
+                let mut status = tonic::Status::resource_exhausted(message);
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                if let Ok(value) = seconds.to_string().parse() {
+                    status.metadata_mut().insert("retry-after", value);
+                }
+                status
+            }
+            Error::DeadlineExceeded => tonic::Status::deadline_exceeded(message),
             Error::Unavailable(_) => tonic::Status::unavailable(message),
         }
     }
@@ -145,6 +168,26 @@ mod tests {
             Error::Unavailable("stopped".into()),
             Code::Unavailable,
             "stopped",
+        );
+        check(
+            Error::DeadlineExceeded,
+            Code::DeadlineExceeded,
+            "deadline passed",
+        );
+        let overloaded = tonic::Status::from(Error::Overloaded {
+            queued_pairs: 9000,
+            retry_after: std::time::Duration::from_millis(1500),
+        });
+        assert_eq!(overloaded.code(), Code::ResourceExhausted);
+        assert!(overloaded.message().contains("9000 pairs queued"));
+        assert_eq!(
+            overloaded
+                .metadata()
+                .get("retry-after")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "2"
         );
     }
 }

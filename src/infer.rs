@@ -1,18 +1,19 @@
 //! `Infer`: one rerank request from validated text to ranked results —
-//! tokenize, score on the model thread, normalise, sort, cut to top_n.
+//! tokenize, score through the shared batcher, sort, cut to top_n, normalise.
 //!
-//! Owns: request validation, the ranking order (score descending, ties in
-//! input order) and usage/timing accounting. Must never: know about tonic or
+//! Owns: request validation, the ranking order (raw score descending, ties
+//! in input order) and usage/timing accounting; scoring goes through the
+//! shared batcher. Must never: know about tonic or
 //! protobuf (the gRPC layer converts), touch libtorch (the model thread does),
 //! or tokenize on a tokio worker thread.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::batcher::scheduler::Batcher;
 use crate::config::InferConfig;
 use crate::error::Error;
-use crate::model::thread::ModelClient;
-use crate::model::{Activation, DeviceSpec, Dtype, PaddedBatch, ScoreError};
+use crate::model::{Activation, DeviceSpec, Dtype, ScoreError};
 use crate::tokenize::PairTokenizer;
 
 /// What the server runs, as `ModelInfo` reports it.
@@ -39,6 +40,8 @@ pub struct RerankQuery {
     pub return_documents: bool,
     pub raw_scores: bool,
     pub truncate: bool,
+    /// When the client stops waiting (its gRPC deadline), if it said.
+    pub deadline: Option<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +77,7 @@ pub struct Reranked {
 #[derive(Clone)]
 pub struct Infer {
     tokenizer: Arc<PairTokenizer>,
-    model: ModelClient,
+    batcher: Batcher,
     info: Arc<ModelInfo>,
     config: InferConfig,
 }
@@ -82,13 +85,13 @@ pub struct Infer {
 impl Infer {
     pub fn new(
         tokenizer: PairTokenizer,
-        model: ModelClient,
+        batcher: Batcher,
         info: ModelInfo,
         config: InferConfig,
     ) -> Self {
         Infer {
             tokenizer: Arc::new(tokenizer),
-            model,
+            batcher,
             info: Arc::new(info),
             config,
         }
@@ -108,27 +111,13 @@ impl Infer {
             return_documents,
             raw_scores,
             truncate,
+            deadline,
         } = query;
 
         let tokenizer = Arc::clone(&self.tokenizer);
-        let info = Arc::clone(&self.info);
-        let max_batch_pairs = self.config.max_batch_pairs;
-        let (batches, usage, documents) = tokio::task::spawn_blocking(move || {
+        let (encoded, documents) = tokio::task::spawn_blocking(move || {
             let encoded = tokenizer.encode_request(&query, &documents, truncate)?;
-            let batches: Vec<PaddedBatch> = encoded
-                .pairs
-                .chunks(max_batch_pairs)
-                .map(|chunk| {
-                    let rows: Vec<_> = chunk.iter().collect();
-                    PaddedBatch::new(&rows, info.pad_token_id, info.uses_token_type_ids)
-                })
-                .collect();
-            let usage = Usage {
-                pairs: encoded.pairs.len(),
-                tokens: encoded.tokens,
-                truncated: encoded.truncated,
-            };
-            Ok::<_, Error>((batches, usage, documents))
+            Ok::<_, Error>((encoded, documents))
         })
         .await
         .map_err(|e| {
@@ -136,29 +125,35 @@ impl Infer {
             Error::Tokenizer("tokenizing the request failed unexpectedly".into())
         })??;
         let tokenize = started.elapsed();
-
-        let mut raw = Vec::with_capacity(usage.pairs);
-        let mut timings = Timings {
-            tokenize,
-            ..Timings::default()
+        let usage = Usage {
+            pairs: encoded.pairs.len(),
+            tokens: encoded.tokens,
+            truncated: encoded.truncated,
         };
-        for batch in batches {
-            let lengths = batch.row_lengths();
-            let scored = self.model.score(batch).await?;
-            timings.queue += scored.queued;
-            timings.inference += scored.inference;
-            for (row, result) in scored.scores.into_iter().enumerate() {
-                let index = raw.len();
-                raw.push(result.map_err(|error| match error {
+        let lengths: Vec<usize> = encoded.pairs.iter().map(|p| p.len()).collect();
+
+        let scored = self.batcher.score(encoded.pairs, deadline).await?;
+        let raw = scored
+            .scores
+            .into_iter()
+            .enumerate()
+            .map(|(index, result)| {
+                result.map_err(|error| match error {
                     ScoreError::OutOfMemory(message) => Error::OutOfMemory {
                         index,
-                        tokens: lengths[row],
+                        tokens: lengths[index],
                         message,
                     },
                     ScoreError::Failed(message) => Error::Inference(message),
-                })?);
-            }
-        }
+                })
+            })
+            .collect::<Result<Vec<f32>, Error>>()?;
+        let mut timings = Timings {
+            tokenize,
+            queue: scored.queued,
+            inference: scored.inference,
+            total: Duration::ZERO,
+        };
         if let Some(index) = raw.iter().position(|s| !s.is_finite()) {
             return Err(Error::Inference(format!(
                 "the model returned a non-finite score ({}) for document {index}",
@@ -265,10 +260,11 @@ mod tests {
             return_documents: false,
             raw_scores: false,
             truncate: true,
+            deadline: None,
         };
         let config = InferConfig {
             max_documents: 2,
-            max_batch_pairs: 1,
+            ..InferConfig::default()
         };
         let message = |q: RerankQuery| validate(&q, &config).unwrap_err().to_string();
         assert!(message(query(" \n", &["a"])).contains("query is empty"));

@@ -12,6 +12,8 @@ use std::future::Future;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::batcher::controller::ControllerConfig;
+use crate::batcher::scheduler::{Batcher, BatcherConfig};
 use crate::config::{InferConfig, ModelConfig, ServerConfig};
 use crate::error::Error;
 use crate::grpc::pb::reranker_server::RerankerServer;
@@ -58,10 +60,28 @@ pub async fn load(config: &ModelConfig, infer_config: InferConfig) -> Result<Loa
         if threads > 0 {
             tch::set_num_threads(threads as i32);
         }
-        load_for_serving(&plan)
+        let (scorer, report) = load_for_serving(&plan)?;
+        Ok((scorer, None, report))
     })
     .await?;
 
+    let batcher = Batcher::start(
+        BatcherConfig {
+            max_batch_pairs: infer_config.max_batch_pairs,
+            max_queue_delay: infer_config.max_queue_delay,
+            max_queued_pairs: infer_config.max_queued_pairs,
+            controller: ControllerConfig {
+                fallback_tokens: infer_config.fallback_budget_tokens,
+                min_tokens: spec.max_length,
+                ..ControllerConfig::default()
+            },
+            pad_token_id: spec.pad_token_id,
+            uses_token_type_ids: spec.uses_token_type_ids,
+            ..BatcherConfig::default()
+        },
+        client,
+        None,
+    );
     let info = ModelInfo {
         name: spec.name.clone(),
         max_length: spec.max_length,
@@ -75,7 +95,7 @@ pub async fn load(config: &ModelConfig, infer_config: InferConfig) -> Result<Loa
     };
     log_report(&dir, &info, &report);
     Ok(Loaded {
-        infer: Infer::new(tokenizer, client, info, infer_config),
+        infer: Infer::new(tokenizer, batcher, info, infer_config),
         report,
         model_thread,
     })

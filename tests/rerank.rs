@@ -310,6 +310,7 @@ async fn a_request_over_the_document_limit_is_refused() {
     let infer = rerankd::config::InferConfig {
         max_documents: 3,
         max_batch_pairs: 2,
+        ..Default::default()
     };
     let addr = start_server_with(model_config(model_dir("tiny-bert"), "fp32"), infer).unwrap();
     let mut client = client(addr).await;

@@ -9,4 +9,5 @@ pub mod controller;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod queue;
+pub mod scheduler;
 pub mod split;

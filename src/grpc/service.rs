@@ -5,7 +5,7 @@
 //! behind `Infer`), or map an error to a `Status` other than through
 //! `From<Error> for Status`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
@@ -20,6 +20,27 @@ impl RerankService {
     pub fn new(infer: Infer) -> Self {
         RerankService { infer }
     }
+}
+
+/// The client's deadline from the `grpc-timeout` header (e.g. `250m`), as
+/// the gRPC spec writes it: digits and a unit H, M, S, m, u or n.
+fn grpc_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
+    let text = metadata.get("grpc-timeout")?.to_str().ok()?;
+    parse_grpc_timeout(text).map(|timeout| Instant::now() + timeout)
+}
+
+fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let value: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value.saturating_mul(3600)),
+        "M" => Duration::from_secs(value.saturating_mul(60)),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
 }
 
 fn micros(duration: Duration) -> u64 {
@@ -59,6 +80,7 @@ impl Reranker for RerankService {
         &self,
         request: Request<pb::RerankRequest>,
     ) -> Result<Response<pb::RerankResponse>, Status> {
+        let deadline = grpc_deadline(request.metadata());
         let request = request.into_inner();
         let query = RerankQuery {
             query: request.query,
@@ -67,6 +89,7 @@ impl Reranker for RerankService {
             return_documents: request.return_documents,
             raw_scores: request.raw_scores,
             truncate: request.truncate.unwrap_or(true),
+            deadline,
         };
         let reranked = self.infer.rerank(query).await?;
         Ok(Response::new(to_response(
@@ -90,5 +113,27 @@ impl Reranker for RerankService {
             activation: info.activation.as_str().to_string(),
             architecture: info.architecture.clone(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_per_the_spec() {
+        let check = |text: &str, expected: Option<Duration>| {
+            assert_eq!(parse_grpc_timeout(text), expected, "{text:?}");
+        };
+        check("250m", Some(Duration::from_millis(250)));
+        check("3S", Some(Duration::from_secs(3)));
+        check("2M", Some(Duration::from_secs(120)));
+        check("1H", Some(Duration::from_secs(3600)));
+        check("100u", Some(Duration::from_micros(100)));
+        check("7n", Some(Duration::from_nanos(7)));
+        check("", None);
+        check("m", None);
+        check("10x", None);
+        check("-5S", None);
     }
 }

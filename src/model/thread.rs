@@ -17,9 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::{PaddedBatch, ScoreError, Scorer};
 use crate::batcher::split::{score_splitting, SplitRecord};
 use crate::error::Error;
+use crate::gpu::{MemoryProbe, MemoryReading};
 
-/// How many batches may wait for the model thread before senders wait.
-const JOB_QUEUE: usize = 64;
+/// One batch waits while another computes: the next batch is prepared during
+/// the forward pass, and cut as late as possible.
+const JOB_QUEUE: usize = 1;
 
 /// What the model thread answers for one batch.
 #[derive(Debug)]
@@ -31,6 +33,10 @@ pub struct ScoredBatch {
     pub queued: Duration,
     /// Building tensors, the forward pass, and copying scores back.
     pub inference: Duration,
+    /// Out-of-memory attempts and splits while scoring it.
+    pub record: SplitRecord,
+    /// The device's memory right after it, when a probe exists.
+    pub reading: Option<MemoryReading>,
 }
 
 struct Job {
@@ -45,7 +51,34 @@ pub struct ModelClient {
     jobs: mpsc::Sender<Job>,
 }
 
+/// A reserved place in the model thread's queue.
+pub struct ModelPermit<'a> {
+    permit: mpsc::Permit<'a, Job>,
+}
+
+impl ModelPermit<'_> {
+    /// Hands `batch` to the model thread; the answer comes on the receiver.
+    pub fn send(self, batch: PaddedBatch) -> oneshot::Receiver<ScoredBatch> {
+        let (reply, answer) = oneshot::channel();
+        self.permit.send(Job {
+            batch,
+            sent_at: Instant::now(),
+            reply,
+        });
+        answer
+    }
+}
+
 impl ModelClient {
+    /// Waits for room in the model thread's queue (cancel-safe).
+    pub async fn reserve(&self) -> Result<ModelPermit<'_>, Error> {
+        self.jobs
+            .reserve()
+            .await
+            .map(|permit| ModelPermit { permit })
+            .map_err(|_| Error::Unavailable("the model thread has stopped".into()))
+    }
+
     /// Scores `batch` on the model thread.
     pub async fn score(&self, batch: PaddedBatch) -> Result<ScoredBatch, Error> {
         let (reply, answer) = oneshot::channel();
@@ -67,7 +100,10 @@ impl ModelClient {
 /// Scores one batch, splitting it on out-of-memory; a panic inside the
 /// scorer (a bug, or an unwrap deep in tch) fails this batch only, and the
 /// thread keeps serving.
-fn score_one<S: Scorer>(scorer: &mut S, batch: &PaddedBatch) -> Vec<Result<f32, ScoreError>> {
+fn score_one<S: Scorer>(
+    scorer: &mut S,
+    batch: &PaddedBatch,
+) -> (Vec<Result<f32, ScoreError>>, SplitRecord) {
     let mut record = SplitRecord::default();
     let scored = std::panic::catch_unwind(AssertUnwindSafe(|| {
         score_splitting(scorer, batch, &mut record)
@@ -81,7 +117,7 @@ fn score_one<S: Scorer>(scorer: &mut S, batch: &PaddedBatch) -> Vec<Result<f32, 
             "out of memory: batch split and retried"
         );
     }
-    scored.unwrap_or_else(|panic| {
+    let scores = scored.unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
             .map(String::as_str)
@@ -94,7 +130,8 @@ fn score_one<S: Scorer>(scorer: &mut S, batch: &PaddedBatch) -> Vec<Result<f32, 
             ));
             batch.pairs
         ]
-    })
+    });
+    (scores, record)
 }
 
 /// The running model thread; its owner joins it on drop.
@@ -109,7 +146,7 @@ impl ModelThread {
     where
         S: Scorer + 'static,
         R: Send + 'static,
-        F: FnOnce() -> Result<(S, R), Error> + Send + 'static,
+        F: FnOnce() -> Result<(S, Option<Box<dyn MemoryProbe>>, R), Error> + Send + 'static,
     {
         let (jobs, mut incoming) = mpsc::channel::<Job>(JOB_QUEUE);
         let (ready, started) = oneshot::channel();
@@ -118,12 +155,12 @@ impl ModelThread {
             .spawn(move || {
                 // Grad mode is per thread: no autograd bookkeeping for serving.
                 let _no_grad = tch::no_grad_guard();
-                let mut scorer = match build() {
-                    Ok((scorer, report)) => {
+                let (mut scorer, mut probe) = match build() {
+                    Ok((scorer, probe, report)) => {
                         if ready.send(Ok(report)).is_err() {
                             return;
                         }
-                        scorer
+                        (scorer, probe)
                     }
                     Err(error) => {
                         let _ = ready.send(Err(error));
@@ -137,11 +174,15 @@ impl ModelThread {
                     }
                     let queued = job.sent_at.elapsed();
                     let started = Instant::now();
-                    let scores = score_one(&mut scorer, &job.batch);
+                    let (scores, record) = score_one(&mut scorer, &job.batch);
+                    let inference = started.elapsed();
+                    let reading = probe.as_mut().and_then(|probe| probe.read().ok());
                     let _ = job.reply.send(ScoredBatch {
                         scores,
                         queued,
-                        inference: started.elapsed(),
+                        inference,
+                        record,
+                        reading,
                     });
                 }
             })

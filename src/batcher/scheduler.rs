@@ -1,0 +1,378 @@
+//! The scheduler: one task that owns the queue and the controller, takes
+//! every request's pairs, cuts batches under the controller's budget, hands
+//! them to the model thread one ahead of the one computing, and routes each
+//! row's score back to its request.
+//!
+//! Owns: admission (a bound on queued pairs), the max-queue-delay wait,
+//! dropping the work of requests whose client has gone or whose deadline has
+//! passed, and feeding batch outcomes and memory readings to the controller.
+//! Must never: block (it is a tokio task: libtorch and NVML run on the model
+//! thread), tokenize, or know about tonic.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::controller::{Controller, ControllerConfig, ControllerState};
+use super::queue::{Queue, RequestId};
+use crate::error::Error;
+use crate::gpu::MemoryReading;
+use crate::model::thread::{ModelClient, ScoredBatch};
+use crate::model::{EncodedPair, PaddedBatch, ScoreError};
+
+/// How the scheduler batches.
+#[derive(Debug, Clone)]
+pub struct BatcherConfig {
+    /// Most pairs in one batch.
+    pub max_batch_pairs: usize,
+    /// How long a batch may wait for more pairs when the queue cannot fill it.
+    pub max_queue_delay: Duration,
+    /// Admission bound: requests that would queue more pairs than this are
+    /// refused with RESOURCE_EXHAUSTED.
+    pub max_queued_pairs: usize,
+    /// Suggested wait for a refused client.
+    pub retry_after: Duration,
+    /// Candidates per request when cutting a batch.
+    pub window_per_request: usize,
+    pub controller: ControllerConfig,
+    /// Padding value and whether the model takes token_type_ids.
+    pub pad_token_id: i64,
+    pub uses_token_type_ids: bool,
+}
+
+impl Default for BatcherConfig {
+    fn default() -> Self {
+        BatcherConfig {
+            max_batch_pairs: 32,
+            max_queue_delay: Duration::from_millis(2),
+            max_queued_pairs: 20_000,
+            retry_after: Duration::from_secs(1),
+            window_per_request: 256,
+            controller: ControllerConfig::default(),
+            pad_token_id: 0,
+            uses_token_type_ids: true,
+        }
+    }
+}
+
+/// A request's scores, one per pair in its order, and where its time went.
+#[derive(Debug)]
+pub struct RequestScores {
+    pub scores: Vec<Result<f32, ScoreError>>,
+    /// From submission to its first batch starting on the model thread.
+    pub queued: Duration,
+    /// Model time of the batches that held its pairs.
+    pub inference: Duration,
+}
+
+/// What the batcher is doing, for logs and the future Stats RPC.
+#[derive(Debug, Clone)]
+pub struct BatcherStats {
+    pub controller: ControllerState,
+    pub queued_pairs: usize,
+    pub batches: u64,
+    pub pairs: u64,
+    pub real_tokens: u64,
+    pub padded_tokens: u64,
+    pub splits: u64,
+}
+
+struct Submission {
+    pairs: Vec<EncodedPair>,
+    deadline: Option<Instant>,
+    arrived: Instant,
+    reply: oneshot::Sender<Result<RequestScores, Error>>,
+}
+
+/// Cheap to clone: every request path holds one.
+#[derive(Clone)]
+pub struct Batcher {
+    submissions: mpsc::UnboundedSender<Submission>,
+    queued_pairs: Arc<AtomicUsize>,
+    max_queued_pairs: usize,
+    retry_after: Duration,
+    stats: Arc<std::sync::Mutex<BatcherStats>>,
+}
+
+impl Batcher {
+    /// Starts the scheduler task on the current tokio runtime.
+    pub fn start(
+        config: BatcherConfig,
+        model: ModelClient,
+        reading: Option<MemoryReading>,
+    ) -> Batcher {
+        let (submissions, incoming) = mpsc::unbounded_channel();
+        let queued_pairs = Arc::new(AtomicUsize::new(0));
+        let controller = Controller::new(config.controller.clone(), reading);
+        let stats = Arc::new(std::sync::Mutex::new(BatcherStats {
+            controller: controller.state(),
+            queued_pairs: 0,
+            batches: 0,
+            pairs: 0,
+            real_tokens: 0,
+            padded_tokens: 0,
+            splits: 0,
+        }));
+        let batcher = Batcher {
+            submissions,
+            queued_pairs: Arc::clone(&queued_pairs),
+            max_queued_pairs: config.max_queued_pairs,
+            retry_after: config.retry_after,
+            stats: Arc::clone(&stats),
+        };
+        let scheduler = Scheduler {
+            queue: Queue::new(config.window_per_request),
+            controller,
+            pending: HashMap::new(),
+            next_id: 0,
+            queued_pairs,
+            stats,
+            config,
+        };
+        tokio::spawn(scheduler.run(incoming, model));
+        batcher
+    }
+
+    /// Scores `pairs` as part of whatever batches the scheduler cuts.
+    pub async fn score(
+        &self,
+        pairs: Vec<EncodedPair>,
+        deadline: Option<Instant>,
+    ) -> Result<RequestScores, Error> {
+        let count = pairs.len();
+        let before = self.queued_pairs.fetch_add(count, Ordering::SeqCst);
+        if before + count > self.max_queued_pairs && before > 0 {
+            self.queued_pairs.fetch_sub(count, Ordering::SeqCst);
+            return Err(Error::Overloaded {
+                queued_pairs: before,
+                retry_after: self.retry_after,
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission {
+            pairs,
+            deadline,
+            arrived: Instant::now(),
+            reply,
+        };
+        if self.submissions.send(submission).is_err() {
+            self.queued_pairs.fetch_sub(count, Ordering::SeqCst);
+            return Err(Error::Unavailable("the batcher has stopped".into()));
+        }
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("the batcher stopped before answering".into()))?
+    }
+
+    pub fn stats(&self) -> BatcherStats {
+        self.stats
+            .lock()
+            .expect("the stats lock is never held across a panic")
+            .clone()
+    }
+}
+
+struct PendingRequest {
+    pairs: Vec<EncodedPair>,
+    scores: Vec<Option<Result<f32, ScoreError>>>,
+    remaining: usize,
+    arrived: Instant,
+    first_started: Option<Duration>,
+    inference: Duration,
+    reply: oneshot::Sender<Result<RequestScores, Error>>,
+}
+
+/// The rows of one batch in flight: (request, pair index).
+type Rows = Vec<(RequestId, usize)>;
+
+struct Scheduler {
+    queue: Queue,
+    controller: Controller,
+    pending: HashMap<RequestId, PendingRequest>,
+    next_id: RequestId,
+    /// Shared with `Batcher` for admission.
+    queued_pairs: Arc<AtomicUsize>,
+    stats: Arc<std::sync::Mutex<BatcherStats>>,
+    config: BatcherConfig,
+}
+
+impl Scheduler {
+    async fn run(mut self, mut incoming: mpsc::UnboundedReceiver<Submission>, model: ModelClient) {
+        let (done, mut completions) = mpsc::unbounded_channel::<(Rows, ScoredBatch)>();
+        let mut open = true;
+        loop {
+            self.drop_abandoned(Instant::now());
+            let wait = self.wait_before_cutting(Instant::now());
+            tokio::select! {
+                submission = incoming.recv(), if open => match submission {
+                    Some(submission) => self.admit(submission),
+                    None => open = false,
+                },
+                Some((rows, scored)) = completions.recv() => self.complete(rows, scored),
+                permit = model.reserve(), if !self.queue.is_empty() && wait.is_none() => {
+                    let Ok(permit) = permit else { break };
+                    if let Some((rows, batch)) = self.cut() {
+                        let answer = permit.send(batch);
+                        let done = done.clone();
+                        tokio::spawn(async move {
+                            if let Ok(scored) = answer.await {
+                                let _ = done.send((rows, scored));
+                            }
+                        });
+                    }
+                },
+                _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {},
+            }
+            if !open && self.queue.is_empty() && self.pending.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn admit(&mut self, submission: Submission) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let lengths: Vec<usize> = submission.pairs.iter().map(EncodedPair::len).collect();
+        self.queue
+            .push(id, submission.arrived, submission.deadline, &lengths);
+        let count = submission.pairs.len();
+        if count == 0 {
+            let _ = submission.reply.send(Ok(RequestScores {
+                scores: Vec::new(),
+                queued: Duration::ZERO,
+                inference: Duration::ZERO,
+            }));
+            return;
+        }
+        self.pending.insert(
+            id,
+            PendingRequest {
+                scores: (0..count).map(|_| None).collect(),
+                remaining: count,
+                pairs: submission.pairs,
+                arrived: submission.arrived,
+                first_started: None,
+                inference: Duration::ZERO,
+                reply: submission.reply,
+            },
+        );
+    }
+
+    /// `Some(wait)` when the queue cannot fill a batch and its oldest pair
+    /// has waited less than the max queue delay.
+    fn wait_before_cutting(&self, now: Instant) -> Option<Duration> {
+        if self
+            .queue
+            .can_fill(self.controller.budget_tokens(), self.config.max_batch_pairs)
+        {
+            return None;
+        }
+        let oldest = self.queue.oldest_arrival()?;
+        let waited = now.saturating_duration_since(oldest);
+        (waited < self.config.max_queue_delay).then(|| self.config.max_queue_delay - waited)
+    }
+
+    /// Drops queued work of requests whose client has gone or whose deadline
+    /// has passed.
+    fn drop_abandoned(&mut self, now: Instant) {
+        for id in self.queue.expire(now) {
+            if let Some(request) = self.pending.remove(&id) {
+                self.release(request.scores.len());
+                let _ = request.reply.send(Err(Error::DeadlineExceeded));
+            }
+        }
+        let gone: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, request)| request.reply.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.queue.remove(id);
+            if let Some(request) = self.pending.remove(&id) {
+                self.release(request.scores.len());
+            }
+        }
+    }
+
+    fn cut(&mut self) -> Option<(Rows, PaddedBatch)> {
+        let batch = self
+            .queue
+            .cut(self.controller.budget_tokens(), self.config.max_batch_pairs)?;
+        let rows: Rows = batch.items.iter().map(|i| (i.request, i.index)).collect();
+        let pairs: Vec<&EncodedPair> = rows
+            .iter()
+            .map(|(request, index)| &self.pending[request].pairs[*index])
+            .collect();
+        let padded = PaddedBatch::new(
+            &pairs,
+            self.config.pad_token_id,
+            self.config.uses_token_type_ids,
+        );
+        let mut stats = self.stats.lock().expect("stats lock");
+        stats.batches += 1;
+        stats.pairs += batch.items.len() as u64;
+        stats.real_tokens += batch.real_tokens() as u64;
+        stats.padded_tokens += batch.padded_tokens() as u64;
+        Some((rows, padded))
+    }
+
+    fn complete(&mut self, rows: Rows, scored: ScoredBatch) {
+        for &tokens in &scored.record.out_of_memory {
+            self.controller.on_oom(tokens);
+        }
+        for &tokens in &scored.record.succeeded {
+            self.controller.on_success(tokens);
+        }
+        if let Some(reading) = scored.reading {
+            self.controller.on_memory(reading);
+        }
+        let finished_at = Instant::now();
+        let mut requests: Vec<RequestId> = rows.iter().map(|(id, _)| *id).collect();
+        requests.sort_unstable();
+        requests.dedup();
+        for id in requests {
+            if let Some(request) = self.pending.get_mut(&id) {
+                request.inference += scored.inference;
+                request.first_started.get_or_insert_with(|| {
+                    finished_at
+                        .saturating_duration_since(request.arrived)
+                        .saturating_sub(scored.inference)
+                });
+            }
+        }
+        for ((id, index), score) in rows.into_iter().zip(scored.scores) {
+            let Some(request) = self.pending.get_mut(&id) else {
+                continue; // Abandoned while its batch ran.
+            };
+            request.scores[index] = Some(score);
+            request.remaining -= 1;
+            if request.remaining == 0 {
+                let request = self.pending.remove(&id).expect("present above");
+                let count = request.scores.len();
+                self.release(count);
+                let scores = request
+                    .scores
+                    .into_iter()
+                    .map(|s| s.expect("every row of a finished request has a score"))
+                    .collect();
+                let _ = request.reply.send(Ok(RequestScores {
+                    scores,
+                    queued: request.first_started.unwrap_or_default(),
+                    inference: request.inference,
+                }));
+            }
+        }
+        let mut stats = self.stats.lock().expect("stats lock");
+        stats.controller = self.controller.state();
+        stats.queued_pairs = self.queue.queued_pairs();
+        stats.splits += scored.record.splits as u64;
+    }
+
+    fn release(&self, pairs: usize) {
+        self.queued_pairs.fetch_sub(pairs, Ordering::SeqCst);
+    }
+}
