@@ -402,3 +402,54 @@ async fn start_up_failures_are_clear_and_map_to_failed_precondition() {
         assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_score_exactly_as_they_do_alone() {
+    // Requests of different sizes and lengths share batches under the
+    // batcher; batching and padding must never change a score.
+    let addr = shared_server("tiny-bert", "fp32");
+    let golden = golden("tiny-bert");
+    let all: Vec<String> = golden
+        .groups
+        .iter()
+        .flat_map(|g| g.documents.iter().cloned())
+        .collect();
+    let requests: Vec<(String, Vec<String>)> = (0..16)
+        .map(|r| {
+            let query = golden.groups[r % golden.groups.len()].query.clone();
+            let documents = all
+                .iter()
+                .skip(r)
+                .step_by(1 + r % 4)
+                .take(3 + r * 2)
+                .cloned()
+                .collect();
+            (query, documents)
+        })
+        .collect();
+    let score = |query: String, documents: Vec<String>| async move {
+        let mut client = client(addr).await;
+        let documents: Vec<&str> = documents.iter().map(String::as_str).collect();
+        let mut request = request(&query, &documents);
+        request.raw_scores = true;
+        let response = client.rerank(request).await.unwrap().into_inner();
+        scores_by_index(&response, documents.len())
+    };
+    let mut alone = Vec::new();
+    for (query, documents) in &requests {
+        alone.push(score(query.clone(), documents.clone()).await);
+    }
+    let together: Vec<_> = requests
+        .iter()
+        .map(|(query, documents)| tokio::spawn(score(query.clone(), documents.clone())))
+        .collect();
+    for (r, (task, alone)) in together.into_iter().zip(&alone).enumerate() {
+        let together = task.await.unwrap();
+        for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4,
+                "request {r} document {i}: alone {a}, together {b}"
+            );
+        }
+    }
+}

@@ -14,6 +14,9 @@ pub struct FakeScorer {
     pub limit: Arc<AtomicUsize>,
     /// When set, every call fails with this error instead.
     pub fail_with: Option<ScoreError>,
+    /// When set, every call first waits for a message or for the sender to
+    /// be dropped: a test holds the model busy with it.
+    pub gate: Option<std::sync::mpsc::Receiver<()>>,
     pub calls: usize,
 }
 
@@ -22,6 +25,7 @@ impl FakeScorer {
         FakeScorer {
             limit: Arc::new(AtomicUsize::new(limit)),
             fail_with: None,
+            gate: None,
             calls: 0,
         }
     }
@@ -47,6 +51,9 @@ impl FakeScorer {
 impl Scorer for FakeScorer {
     fn score(&mut self, batch: &PaddedBatch) -> Result<Vec<f32>, ScoreError> {
         self.calls += 1;
+        if let Some(gate) = &self.gate {
+            let _ = gate.recv();
+        }
         if let Some(error) = &self.fail_with {
             return Err(error.clone());
         }

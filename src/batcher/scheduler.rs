@@ -376,3 +376,152 @@ impl Scheduler {
         self.queued_pairs.fetch_sub(pairs, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batcher::fake::FakeScorer;
+    use crate::model::thread::ModelThread;
+    use std::sync::atomic::AtomicUsize;
+
+    fn pairs(lengths: &[usize], seed: usize) -> Vec<EncodedPair> {
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &length)| EncodedPair {
+                input_ids: (0..length)
+                    .map(|t| (seed * 7919 + i * 101 + t) as i64 % 30_000)
+                    .collect(),
+                token_type_ids: vec![0; length],
+                truncated: false,
+            })
+            .collect()
+    }
+
+    /// What the fake scores a pair as when it runs alone.
+    fn alone(pair: &EncodedPair) -> f32 {
+        FakeScorer::expected_scores(&PaddedBatch::new(&[pair], 0, true))[0]
+    }
+
+    async fn start(limit: Arc<AtomicUsize>, config: BatcherConfig) -> (ModelThread, Batcher) {
+        let (thread, client, ()) = ModelThread::start(move || {
+            let mut scorer = FakeScorer::with_limit(0);
+            scorer.limit = limit;
+            Ok((scorer, None, ()))
+        })
+        .await
+        .unwrap();
+        (thread, Batcher::start(config, client, None))
+    }
+
+    fn config() -> BatcherConfig {
+        BatcherConfig {
+            max_batch_pairs: 16,
+            controller: ControllerConfig {
+                min_tokens: 64,
+                fallback_tokens: 2048,
+                ..ControllerConfig::default()
+            },
+            ..BatcherConfig::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn out_of_memory_at_any_size_loses_no_request() {
+        let limit = Arc::new(AtomicUsize::new(usize::MAX));
+        let (_thread, batcher) = start(Arc::clone(&limit), config()).await;
+        let mut tasks = Vec::new();
+        for request in 0..24 {
+            let lengths: Vec<usize> = (0..(5 + request * 3))
+                .map(|i| 8 + (i * 13 + request) % 56)
+                .collect();
+            let request_pairs = pairs(&lengths, request);
+            let batcher = batcher.clone();
+            // Squeeze memory while requests are in flight: then every batch
+            // above one 64-token pair runs out of memory.
+            if request == 8 {
+                limit.store(64, Ordering::SeqCst);
+            }
+            tasks.push(tokio::spawn(async move {
+                let expected: Vec<f32> = request_pairs.iter().map(alone).collect();
+                let scored = batcher.score(request_pairs, None).await.unwrap();
+                let scores: Vec<f32> = scored.scores.into_iter().map(Result::unwrap).collect();
+                assert_eq!(scores, expected, "request {request}");
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let stats = batcher.stats();
+        assert!(stats.controller.oom_count > 0, "{stats:?}");
+        assert!(
+            stats.controller.budget_tokens < 2048,
+            "the budget shrank: {stats:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pair_that_cannot_fit_alone_fails_only_itself() {
+        let limit = Arc::new(AtomicUsize::new(50));
+        let (_thread, batcher) = start(limit, config()).await;
+        let scored = batcher.score(pairs(&[10, 60, 20], 1), None).await.unwrap();
+        assert!(scored.scores[0].is_ok() && scored.scores[2].is_ok());
+        assert!(matches!(scored.scores[1], Err(ScoreError::OutOfMemory(_))));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_past_deadline_is_refused_and_its_work_dropped() {
+        let limit = Arc::new(AtomicUsize::new(usize::MAX));
+        let (_thread, batcher) = start(limit, config()).await;
+        let past = Instant::now();
+        let result = batcher.score(pairs(&[10; 40], 2), Some(past)).await;
+        assert!(matches!(result, Err(Error::DeadlineExceeded)), "{result:?}");
+        // The next request still runs, and the dropped one's pairs never did.
+        let scored = batcher.score(pairs(&[10; 3], 3), None).await.unwrap();
+        assert_eq!(scored.scores.len(), 3);
+        assert_eq!(batcher.stats().pairs, 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admission_refuses_past_the_bound_with_a_retry_hint() {
+        let (open_gate, gate) = std::sync::mpsc::channel();
+        let (_thread, client, ()) = ModelThread::start(move || {
+            let mut scorer = FakeScorer::with_limit(usize::MAX);
+            scorer.gate = Some(gate);
+            Ok((scorer, None, ()))
+        })
+        .await
+        .unwrap();
+        let config = BatcherConfig {
+            max_queued_pairs: 100,
+            ..config()
+        };
+        let batcher = Batcher::start(config, client, None);
+
+        // Admit 90 pairs (one poll submits them); the model is held busy.
+        let first = batcher.score(pairs(&[8; 90], 4), None);
+        tokio::pin!(first);
+        tokio::select! {
+            biased;
+            _ = &mut first => panic!("scored while the model was held"),
+            _ = std::future::ready(()) => {}
+        }
+        let refused = batcher.score(pairs(&[8; 20], 5), None).await;
+        match refused {
+            Err(Error::Overloaded {
+                queued_pairs,
+                retry_after,
+            }) => {
+                assert_eq!(queued_pairs, 90);
+                assert!(retry_after > Duration::ZERO);
+            }
+            other => panic!("expected Overloaded, got {other:?}"),
+        }
+        drop(open_gate);
+        assert_eq!(first.await.unwrap().scores.len(), 90);
+        // The bound is about queueing, not request size: a request bigger
+        // than it is admitted into an empty queue.
+        let scored = batcher.score(pairs(&[8; 150], 6), None).await.unwrap();
+        assert_eq!(scored.scores.len(), 150);
+    }
+}
