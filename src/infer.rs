@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::batcher::scheduler::Batcher;
+use crate::batcher::scheduler::{Batcher, BatcherStats};
 use crate::config::InferConfig;
 use crate::error::Error;
 use crate::model::{Activation, DeviceSpec, Dtype, ScoreError};
@@ -99,6 +99,10 @@ impl Infer {
 
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    pub fn stats(&self) -> BatcherStats {
+        self.batcher.stats()
     }
 
     pub async fn rerank(&self, query: RerankQuery) -> Result<Reranked, Error> {

@@ -453,3 +453,38 @@ async fn concurrent_requests_score_exactly_as_they_do_alone() {
         }
     }
 }
+
+#[tokio::test]
+async fn stats_report_the_batches_the_server_ran() {
+    let addr = start_server(model_config(model_dir("tiny-bert"), "fp32")).unwrap();
+    let mut client = client(addr).await;
+    let before = client
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before.devices.len(), 1);
+    assert_eq!(before.devices[0].pairs, 0);
+    assert_eq!(before.devices[0].padding_efficiency, 1.0);
+
+    let documents = ["a", "a much longer document about many things", "b c"];
+    for _ in 0..3 {
+        client.rerank(request("query", &documents)).await.unwrap();
+    }
+    let after = client
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let device = &after.devices[0];
+    assert_eq!(device.device, "cpu");
+    assert_eq!(device.pairs, 9);
+    assert!(device.batches >= 3, "{device:?}");
+    assert!(device.real_tokens < device.padded_tokens, "{device:?}");
+    let efficiency = device.real_tokens as f64 / device.padded_tokens as f64;
+    assert!((device.padding_efficiency - efficiency).abs() < 1e-12);
+    assert!(!device.memory_known, "no NVML on CPU");
+    assert_eq!(device.budget_tokens, 16_384, "the fallback budget");
+    assert_eq!((device.oom_count, device.splits), (0, 0));
+    assert_eq!(after.queued_pairs, 0);
+}

@@ -72,6 +72,7 @@ pub struct RequestScores {
 #[derive(Debug, Clone)]
 pub struct BatcherStats {
     pub controller: ControllerState,
+    /// Pairs admitted and not yet answered.
     pub queued_pairs: usize,
     pub batches: u64,
     pub pairs: u64,
@@ -168,10 +169,13 @@ impl Batcher {
     }
 
     pub fn stats(&self) -> BatcherStats {
-        self.stats
+        let mut stats = self
+            .stats
             .lock()
             .expect("the stats lock is never held across a panic")
-            .clone()
+            .clone();
+        stats.queued_pairs = self.queued_pairs.load(Ordering::SeqCst);
+        stats
     }
 }
 
@@ -367,8 +371,17 @@ impl Scheduler {
             }
         }
         let mut stats = self.stats.lock().expect("stats lock");
-        stats.controller = self.controller.state();
-        stats.queued_pairs = self.queue.queued_pairs();
+        let state = self.controller.state();
+        if state.budget_tokens != stats.controller.budget_tokens {
+            tracing::info!(
+                budget_tokens = state.budget_tokens,
+                previous = stats.controller.budget_tokens,
+                oom_count = state.oom_count,
+                free_bytes = ?state.last_reading.map(|r| r.free_bytes),
+                "token budget changed"
+            );
+        }
+        stats.controller = state;
         stats.splits += scored.record.splits as u64;
     }
 

@@ -99,6 +99,39 @@ impl Reranker for RerankService {
         )))
     }
 
+    async fn stats(
+        &self,
+        _request: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        let stats = self.infer.stats();
+        let controller = &stats.controller;
+        let reading = controller.last_reading;
+        let efficiency = if stats.padded_tokens == 0 {
+            1.0
+        } else {
+            stats.real_tokens as f64 / stats.padded_tokens as f64
+        };
+        Ok(Response::new(pb::StatsResponse {
+            devices: vec![pb::DeviceStats {
+                device: self.infer.info().device.to_string(),
+                budget_tokens: controller.budget_tokens as u64,
+                bytes_per_token: controller.bytes_per_token,
+                memory_known: reading.is_some(),
+                free_bytes: reading.map_or(0, |r| r.free_bytes),
+                total_bytes: reading.map_or(0, |r| r.total_bytes),
+                ceiling_tokens: controller.ceiling.map_or(0, |c| c.tokens as u64),
+                oom_count: controller.oom_count,
+                splits: stats.splits,
+                batches: stats.batches,
+                pairs: stats.pairs,
+                real_tokens: stats.real_tokens,
+                padded_tokens: stats.padded_tokens,
+                padding_efficiency: efficiency,
+            }],
+            queued_pairs: stats.queued_pairs as u64,
+        }))
+    }
+
     async fn model_info(
         &self,
         _request: Request<pb::ModelInfoRequest>,
