@@ -37,6 +37,8 @@ pub struct BatcherConfig {
     pub retry_after: Duration,
     /// Candidates per request when cutting a batch.
     pub window_per_request: usize,
+    /// Lowest real ÷ padded tokens a batch may grow to.
+    pub min_padding_efficiency: f64,
     pub controller: ControllerConfig,
     /// Padding value and whether the model takes token_type_ids.
     pub pad_token_id: i64,
@@ -51,6 +53,7 @@ impl Default for BatcherConfig {
             max_queued_pairs: 20_000,
             retry_after: Duration::from_secs(1),
             window_per_request: 256,
+            min_padding_efficiency: 0.85,
             controller: ControllerConfig::default(),
             pad_token_id: 0,
             uses_token_type_ids: true,
@@ -125,7 +128,7 @@ impl Batcher {
             stats: Arc::clone(&stats),
         };
         let scheduler = Scheduler {
-            queue: Queue::new(config.window_per_request),
+            queue: Queue::new(config.window_per_request, config.min_padding_efficiency),
             controller,
             pending: HashMap::new(),
             next_id: 0,
@@ -205,26 +208,48 @@ struct Scheduler {
 
 impl Scheduler {
     async fn run(mut self, mut incoming: mpsc::UnboundedReceiver<Submission>, model: ModelClient) {
-        let (done, mut completions) = mpsc::unbounded_channel::<(Rows, ScoredBatch)>();
+        let (done, mut completions) = mpsc::unbounded_channel::<(Rows, Option<ScoredBatch>)>();
         let mut open = true;
+        // Batches handed to the model thread and not yet answered.
+        let mut in_flight = 0usize;
         loop {
             self.drop_abandoned(Instant::now());
             let wait = self.wait_before_cutting(Instant::now());
+            // Cut the next batch while one computes only when the queue can
+            // fill it anyway; otherwise wait for the model to go idle, so the
+            // requests that arrive meanwhile can join (measured: a thin queue
+            // cut early pads badly, benches/batcher.rs).
+            let may_cut = !self.queue.is_empty()
+                && wait.is_none()
+                && (in_flight == 0
+                    || (in_flight == 1
+                        && self.queue.can_fill(
+                            self.controller.budget_tokens(),
+                            self.config.max_batch_pairs,
+                        )));
             tokio::select! {
                 submission = incoming.recv(), if open => match submission {
                     Some(submission) => self.admit(submission),
                     None => open = false,
                 },
-                Some((rows, scored)) = completions.recv() => self.complete(rows, scored),
-                permit = model.reserve(), if !self.queue.is_empty() && wait.is_none() => {
+                Some((rows, scored)) = completions.recv() => {
+                    in_flight -= 1;
+                    match scored {
+                        Some(scored) => self.complete(rows, scored),
+                        None => break,
+                    }
+                }
+                permit = model.reserve(), if may_cut => {
                     let Ok(permit) = permit else { break };
                     if let Some((rows, batch)) = self.cut() {
+                        in_flight += 1;
                         let answer = permit.send(batch);
                         let done = done.clone();
                         tokio::spawn(async move {
-                            if let Ok(scored) = answer.await {
-                                let _ = done.send((rows, scored));
-                            }
+                            // The model thread answers every job it takes; a
+                            // dropped answer means it stopped.
+                            let scored = answer.await.ok();
+                            let _ = done.send((rows, scored));
                         });
                     }
                 },
