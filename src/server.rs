@@ -16,6 +16,8 @@ use crate::batcher::controller::ControllerConfig;
 use crate::batcher::scheduler::{Batcher, BatcherConfig};
 use crate::config::{InferConfig, ModelConfig, ServerConfig};
 use crate::error::Error;
+use crate::gpu::nvml::NvmlProbe;
+use crate::gpu::MemoryProbe;
 use crate::grpc::pb::reranker_server::RerankerServer;
 use crate::grpc::service::RerankService;
 use crate::infer::{Infer, ModelInfo};
@@ -24,7 +26,7 @@ use crate::model::precision::{cpu_has_native_bf16, resolve_dtype};
 use crate::model::thread::ModelThread;
 use crate::model::torch::tch_device;
 use crate::model::warmup::{load_for_serving, GoldenBatch, LoadPlan, LoadReport};
-use crate::model::{ModelDir, PaddedBatch};
+use crate::model::{DeviceSpec, ModelDir, PaddedBatch};
 use crate::tokenize::PairTokenizer;
 
 /// A model loaded, warmed up and ready to serve.
@@ -56,12 +58,20 @@ pub async fn load(config: &ModelConfig, infer_config: InferConfig) -> Result<Loa
         warmup,
     };
     let threads = config.threads;
-    let (model_thread, client, report) = ModelThread::start(move || {
+    let device_index = match config.device {
+        DeviceSpec::Cpu => None,
+        DeviceSpec::Cuda(index) => Some(index),
+    };
+    let (model_thread, client, (report, reading)) = ModelThread::start(move || {
         if threads > 0 {
             tch::set_num_threads(threads as i32);
         }
         let (scorer, report) = load_for_serving(&plan)?;
-        Ok((scorer, None, report))
+        // Free memory is read after the model is loaded and warm, so the
+        // budget starts from what is really left for activations.
+        let mut probe = device_index.and_then(open_probe);
+        let reading = probe.as_mut().and_then(|probe| probe.read().ok());
+        Ok((scorer, probe, (report, reading)))
     })
     .await?;
 
@@ -80,7 +90,7 @@ pub async fn load(config: &ModelConfig, infer_config: InferConfig) -> Result<Loa
             ..BatcherConfig::default()
         },
         client,
-        None,
+        reading,
     );
     let info = ModelInfo {
         name: spec.name.clone(),
@@ -99,6 +109,32 @@ pub async fn load(config: &ModelConfig, infer_config: InferConfig) -> Result<Loa
         report,
         model_thread,
     })
+}
+
+/// The NVML probe of CUDA device `index`, or `None` (logged once) when NVML
+/// cannot read it: the budget then comes from --fallback-budget-tokens.
+fn open_probe(index: usize) -> Option<Box<dyn MemoryProbe>> {
+    match NvmlProbe::open(index) {
+        Ok(mut probe) => {
+            if let Ok(reading) = probe.read() {
+                tracing::info!(
+                    device = index,
+                    free_bytes = reading.free_bytes,
+                    total_bytes = reading.total_bytes,
+                    "NVML reads device memory; batches are sized from it"
+                );
+            }
+            Some(Box::new(probe))
+        }
+        Err(error) => {
+            tracing::warn!(
+                device = index,
+                %error,
+                "cannot read device memory; the token budget comes from --fallback-budget-tokens"
+            );
+            None
+        }
+    }
 }
 
 /// The tokenizer, the golden set as model inputs, and a warm-up batch.
