@@ -2,8 +2,9 @@
 //! serve gRPC on a listener until shutdown.
 //!
 //! Owns: the order of start-up (open the directory, resolve device and
-//! precision, load the tokenizer, start the model thread and warm it up) and
-//! of shutdown (stop serving, then join the model thread). Must never: accept
+//! precision, load the tokenizer, start the model thread and warm it up,
+//! open the memory probe, start the batcher) and of shutdown (stop serving,
+//! then join the model thread). Must never: accept
 //! a connection before the model has run its warm-up, or run libtorch itself
 //! (the model thread does).
 
