@@ -29,8 +29,6 @@ pub struct ScoredBatch {
     /// One result per row: a batch that ran out of memory was split and
     /// retried, so only a row that cannot fit alone carries an error.
     pub scores: Vec<Result<f32, ScoreError>>,
-    /// From `ModelClient::score` being called to the thread picking it up.
-    pub queued: Duration,
     /// Building tensors, the forward pass, and copying scores back.
     pub inference: Duration,
     /// Out-of-memory attempts and splits while scoring it.
@@ -41,7 +39,6 @@ pub struct ScoredBatch {
 
 struct Job {
     batch: PaddedBatch,
-    sent_at: Instant,
     reply: oneshot::Sender<ScoredBatch>,
 }
 
@@ -60,11 +57,7 @@ impl ModelPermit<'_> {
     /// Hands `batch` to the model thread; the answer comes on the receiver.
     pub fn send(self, batch: PaddedBatch) -> oneshot::Receiver<ScoredBatch> {
         let (reply, answer) = oneshot::channel();
-        self.permit.send(Job {
-            batch,
-            sent_at: Instant::now(),
-            reply,
-        });
+        self.permit.send(Job { batch, reply });
         answer
     }
 }
@@ -77,23 +70,6 @@ impl ModelClient {
             .await
             .map(|permit| ModelPermit { permit })
             .map_err(|_| Error::Unavailable("the model thread has stopped".into()))
-    }
-
-    /// Scores `batch` on the model thread.
-    pub async fn score(&self, batch: PaddedBatch) -> Result<ScoredBatch, Error> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            batch,
-            sent_at: Instant::now(),
-            reply,
-        };
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| Error::Unavailable("the model thread has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Unavailable("the model thread stopped before answering".into()))
     }
 }
 
@@ -172,14 +148,12 @@ impl ModelThread {
                     if job.reply.is_closed() {
                         continue;
                     }
-                    let queued = job.sent_at.elapsed();
                     let started = Instant::now();
                     let (scores, record) = score_one(&mut scorer, &job.batch);
                     let inference = started.elapsed();
                     let reading = probe.as_mut().and_then(|probe| probe.read().ok());
                     let _ = job.reply.send(ScoredBatch {
                         scores,
-                        queued,
                         inference,
                         record,
                         reading,
