@@ -73,6 +73,13 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_MAX_QUEUED_PAIRS", default_value_t = 20_000)]
     pub max_queued_pairs: usize,
 
+    /// Lowest share of real tokens (real ÷ padded) a batch may grow to: a
+    /// pair joins a batch only if padding stays under this. Unset, it is
+    /// 0.95 on CPU (where a small well-matched batch costs no more per pair
+    /// than a large one: benches/batcher.rs) and 0.85 on CUDA.
+    #[arg(long, env = "RERANKD_MIN_PADDING_EFFICIENCY", value_parser = parse_fraction)]
+    pub min_padding_efficiency: Option<f64>,
+
     /// Token budget per batch (pairs × padded length) when device memory
     /// cannot be read (CPU, or no NVIDIA driver).
     #[arg(long, env = "RERANKD_FALLBACK_BUDGET_TOKENS", default_value_t = 16_384)]
@@ -102,6 +109,23 @@ pub struct InferConfig {
     pub max_queue_delay: Duration,
     pub max_queued_pairs: usize,
     pub fallback_budget_tokens: usize,
+    /// `None`: the device's default (`default_padding_floor`).
+    pub min_padding_efficiency: Option<f64>,
+}
+
+/// The padding-efficiency floor when none is configured.
+pub fn default_padding_floor(device: DeviceSpec) -> f64 {
+    match device {
+        DeviceSpec::Cpu => 0.95,
+        DeviceSpec::Cuda(_) => 0.85,
+    }
+}
+
+fn parse_fraction(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("expected a number from 0 to 1, got {value:?}")),
+    }
 }
 
 impl Default for InferConfig {
@@ -112,6 +136,7 @@ impl Default for InferConfig {
             max_queue_delay: Duration::from_millis(2),
             max_queued_pairs: 20_000,
             fallback_budget_tokens: 16_384,
+            min_padding_efficiency: None,
         }
     }
 }
@@ -147,6 +172,7 @@ impl ServeArgs {
             max_queue_delay: Duration::from_millis(self.max_queue_delay_ms),
             max_queued_pairs: self.max_queued_pairs,
             fallback_budget_tokens: self.fallback_budget_tokens,
+            min_padding_efficiency: self.min_padding_efficiency,
         }
     }
 

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::batcher::controller::ControllerConfig;
 use crate::batcher::scheduler::{Batcher, BatcherConfig};
-use crate::config::{InferConfig, ModelConfig, ServerConfig};
+use crate::config::{default_padding_floor, InferConfig, ModelConfig, ServerConfig};
 use crate::error::Error;
 use crate::gpu::nvml::NvmlProbe;
 use crate::gpu::MemoryProbe;
@@ -88,6 +88,9 @@ pub async fn load(config: &ModelConfig, infer_config: InferConfig) -> Result<Loa
             },
             pad_token_id: spec.pad_token_id,
             uses_token_type_ids: spec.uses_token_type_ids,
+            min_padding_efficiency: infer_config
+                .min_padding_efficiency
+                .unwrap_or_else(|| default_padding_floor(config.device)),
             ..BatcherConfig::default()
         },
         client,

@@ -456,7 +456,12 @@ async fn concurrent_requests_score_exactly_as_they_do_alone() {
 
 #[tokio::test]
 async fn stats_report_the_batches_the_server_ran() {
-    let addr = start_server(model_config(model_dir("tiny-bert"), "fp32")).unwrap();
+    // No padding floor: the three documents of a request pad together.
+    let infer = rerankd::config::InferConfig {
+        min_padding_efficiency: Some(0.0),
+        ..Default::default()
+    };
+    let addr = start_server_with(model_config(model_dir("tiny-bert"), "fp32"), infer).unwrap();
     let mut client = client(addr).await;
     let before = client
         .stats(pb::StatsRequest {})
@@ -486,5 +491,6 @@ async fn stats_report_the_batches_the_server_ran() {
     assert!(!device.memory_known, "no NVML on CPU");
     assert_eq!(device.budget_tokens, 16_384, "the fallback budget");
     assert_eq!((device.oom_count, device.splits), (0, 0));
+    assert!(device.busy_micros > 0, "{device:?}");
     assert_eq!(after.queued_pairs, 0);
 }

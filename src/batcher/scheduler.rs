@@ -82,6 +82,8 @@ pub struct BatcherStats {
     pub real_tokens: u64,
     pub padded_tokens: u64,
     pub splits: u64,
+    /// Model time spent on batches.
+    pub busy: Duration,
 }
 
 struct Submission {
@@ -119,6 +121,7 @@ impl Batcher {
             real_tokens: 0,
             padded_tokens: 0,
             splits: 0,
+            busy: Duration::ZERO,
         }));
         let batcher = Batcher {
             submissions,
@@ -408,6 +411,7 @@ impl Scheduler {
         }
         stats.controller = state;
         stats.splits += scored.record.splits as u64;
+        stats.busy += scored.inference;
     }
 
     fn release(&self, pairs: usize) {

@@ -127,6 +127,7 @@ impl Reranker for RerankService {
                 real_tokens: stats.real_tokens,
                 padded_tokens: stats.padded_tokens,
                 padding_efficiency: efficiency,
+                busy_micros: stats.busy.as_micros() as u64,
             }],
             queued_pairs: stats.queued_pairs as u64,
         }))
