@@ -1,12 +1,16 @@
 //! The fake `Scorer` for the batcher's unit tests (and only those): its
 //! memory is a padded-token limit that a test can move while it runs, and its
 //! score of a row depends on that row alone, so any mix-up of rows shows.
+//! Optionally it also drives a simulated device (`FakeMemory`) that a
+//! `FakeProbe` reads, the way a caching allocator's reserved memory looks
+//! through NVML: used memory only grows, to the largest batch scored so far.
 //!
 //! Must never: be compiled outside `cfg(test)`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::gpu::{MemoryProbe, MemoryReading, ProbeError};
 use crate::model::{EncodedPair, PaddedBatch, ScoreError, Scorer};
 
 pub struct FakeScorer {
@@ -18,6 +22,8 @@ pub struct FakeScorer {
     /// be dropped: a test holds the model busy with it.
     pub gate: Option<std::sync::mpsc::Receiver<()>>,
     pub calls: usize,
+    /// When set, every batch scored raises this simulated device's peak.
+    pub memory: Option<Arc<FakeMemory>>,
 }
 
 impl FakeScorer {
@@ -27,7 +33,14 @@ impl FakeScorer {
             fail_with: None,
             gate: None,
             calls: 0,
+            memory: None,
         }
+    }
+
+    /// The same scorer, also driving the simulated device `memory`.
+    pub fn with_memory(mut self, memory: Arc<FakeMemory>) -> Self {
+        self.memory = Some(memory);
+        self
     }
 
     /// The score of each row: a function of its real tokens only.
@@ -64,7 +77,92 @@ impl Scorer for FakeScorer {
                 batch.padded_tokens()
             )));
         }
+        if let Some(memory) = &self.memory {
+            memory.ran(batch.padded_tokens());
+        }
         Ok(Self::expected_scores(batch))
+    }
+}
+
+/// A simulated device under a caching allocator: used memory is a fixed
+/// base, plus a one-off workspace once any batch has run, plus bytes per
+/// padded token times the largest batch run so far (reserved blocks are kept,
+/// so used memory never falls).
+pub struct FakeMemory {
+    pub total_bytes: u64,
+    /// Used before any batch (the weights, the CUDA context).
+    pub base_bytes: u64,
+    /// Taken by the first batch on top of its activations, then kept
+    /// (cuBLAS workspace and the like).
+    pub workspace_bytes: u64,
+    pub bytes_per_token: u64,
+    /// The largest batch run so far, in padded tokens (0: none yet).
+    pub peak_tokens: AtomicUsize,
+}
+
+impl FakeMemory {
+    pub fn new(
+        total_bytes: u64,
+        base_bytes: u64,
+        workspace_bytes: u64,
+        bytes_per_token: u64,
+    ) -> Self {
+        FakeMemory {
+            total_bytes,
+            base_bytes,
+            workspace_bytes,
+            bytes_per_token,
+            peak_tokens: AtomicUsize::new(0),
+        }
+    }
+
+    /// Records a batch of `padded_tokens` that ran.
+    pub fn ran(&self, padded_tokens: usize) {
+        self.peak_tokens.fetch_max(padded_tokens, Ordering::SeqCst);
+    }
+
+    pub fn used_bytes(&self) -> u64 {
+        let peak = self.peak_tokens.load(Ordering::SeqCst) as u64;
+        let workspace = if peak > 0 { self.workspace_bytes } else { 0 };
+        self.base_bytes + workspace + peak * self.bytes_per_token
+    }
+
+    pub fn reading(&self) -> MemoryReading {
+        MemoryReading {
+            free_bytes: self.total_bytes.saturating_sub(self.used_bytes()),
+            total_bytes: self.total_bytes,
+        }
+    }
+}
+
+/// A `MemoryProbe` over a `FakeMemory`.
+pub struct FakeProbe {
+    pub memory: Arc<FakeMemory>,
+    /// Reads made so far.
+    pub reads: usize,
+    /// When set, the read with this index (0 is the first) and every later
+    /// one fail.
+    pub fail_from_read: Option<usize>,
+}
+
+impl FakeProbe {
+    pub fn new(memory: Arc<FakeMemory>) -> Self {
+        FakeProbe {
+            memory,
+            reads: 0,
+            fail_from_read: None,
+        }
+    }
+}
+
+impl MemoryProbe for FakeProbe {
+    fn read(&mut self) -> Result<MemoryReading, ProbeError> {
+        let index = self.reads;
+        self.reads += 1;
+        match self.fail_from_read {
+            Some(first) if index >= first => Err(ProbeError(format!("fake: read {index} fails"))),
+            _ => Ok(self.memory.reading()),
+        }
     }
 }
 

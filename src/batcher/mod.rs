@@ -5,6 +5,7 @@
 //! Must never: know about tonic or protobuf, or read a clock or device inside
 //! its pure parts (`controller`).
 
+pub mod calibrate;
 pub mod controller;
 #[cfg(test)]
 pub(crate) mod fake;
