@@ -243,7 +243,7 @@ fn main() {
     };
     let config = ModelConfig {
         dir: model.clone(),
-        device: DeviceSpec::Cpu,
+        devices: vec![DeviceSpec::Cpu],
         dtype: dtype.parse::<DtypeRequest>().unwrap(),
         threads,
     };

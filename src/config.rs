@@ -38,9 +38,18 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_ADDR", default_value = "0.0.0.0:50051")]
     pub addr: SocketAddr,
 
-    /// Device to run the model on: cpu, cuda or cuda:N.
-    #[arg(long, env = "RERANKD_DEVICE", default_value = "cpu")]
-    pub device: DeviceSpec,
+    /// Devices to run the model on, comma-separated: cpu, cuda or cuda:N.
+    /// Each entry is a worker with its own model replica and batch sizing;
+    /// a batch goes to the first idle one (`cuda:0,cuda:1`, or `cpu,cpu` to
+    /// split the cores between two CPU workers). All of one kind.
+    #[arg(
+        long,
+        alias = "device",
+        env = "RERANKD_DEVICES",
+        default_value = "cpu",
+        value_delimiter = ','
+    )]
+    pub devices: Vec<DeviceSpec>,
 
     /// Precision: auto, fp32, bf16 or fp16. auto picks fp16 on CUDA, bf16 on a
     /// CPU with native bf16 (avx512_bf16 or AMX) and fp32 elsewhere. A lower
@@ -49,8 +58,8 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_DTYPE", default_value = "auto")]
     pub dtype: DtypeRequest,
 
-    /// libtorch intra-op threads for the model; 0 keeps libtorch's default
-    /// (one per physical core).
+    /// libtorch intra-op threads per worker; 0 keeps libtorch's default (one
+    /// per physical core), shared out between several CPU workers.
     #[arg(long, env = "RERANKD_THREADS", default_value_t = 0)]
     pub threads: usize,
 
@@ -94,7 +103,8 @@ pub struct ServeArgs {
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub dir: PathBuf,
-    pub device: DeviceSpec,
+    /// One worker per entry; never empty, all of one kind.
+    pub devices: Vec<DeviceSpec>,
     pub dtype: DtypeRequest,
     /// 0 = libtorch's default.
     pub threads: usize,
@@ -159,7 +169,7 @@ impl ServeArgs {
     pub fn model_config(&self) -> ModelConfig {
         ModelConfig {
             dir: self.model.clone(),
-            device: self.device,
+            devices: self.devices.clone(),
             dtype: self.dtype,
             threads: self.threads,
         }
@@ -195,7 +205,7 @@ mod tests {
         let Command::Serve(args) = cli.command;
         let model = args.model_config();
         assert_eq!(model.dir, PathBuf::from("/m"));
-        assert_eq!(model.device, DeviceSpec::Cpu);
+        assert_eq!(model.devices, vec![DeviceSpec::Cpu]);
         assert_eq!(model.dtype, DtypeRequest::Exact(Dtype::Bf16));
         assert_eq!(args.addr.port(), 50051);
     }
@@ -206,5 +216,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("expected cpu, cuda or cuda:N"), "{error}");
+    }
+
+    #[test]
+    fn several_devices_are_a_comma_separated_list() {
+        let cli = Cli::try_parse_from([
+            "rerankd",
+            "serve",
+            "--model",
+            "/m",
+            "--devices",
+            "cuda:0,cuda:1",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command;
+        assert_eq!(
+            args.model_config().devices,
+            vec![DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)]
+        );
+        // The single-device spelling still works.
+        let cli =
+            Cli::try_parse_from(["rerankd", "serve", "--model", "/m", "--device", "cuda"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        assert_eq!(args.model_config().devices, vec![DeviceSpec::Cuda(0)]);
     }
 }

@@ -21,7 +21,8 @@ use crate::tokenize::PairTokenizer;
 pub struct ModelInfo {
     pub name: String,
     pub max_length: usize,
-    pub device: DeviceSpec,
+    /// One worker per entry, in `--devices` order.
+    pub devices: Vec<DeviceSpec>,
     pub dtype: Dtype,
     pub mode: String,
     pub activation: Activation,

@@ -13,7 +13,9 @@ use std::future::Future;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::batcher::calibrate::{calibrate, Calibration, CalibrationPlan};
 use crate::batcher::controller::ControllerConfig;
+use crate::batcher::scheduler::Worker;
 use crate::batcher::scheduler::{Batcher, BatcherConfig};
 use crate::config::{default_padding_floor, InferConfig, ModelConfig, ServerConfig};
 use crate::error::Error;
@@ -25,56 +27,127 @@ use crate::infer::{Infer, ModelInfo};
 use crate::model::golden::GoldenSet;
 use crate::model::precision::{cpu_has_native_bf16, resolve_dtype};
 use crate::model::thread::ModelThread;
-use crate::model::torch::tch_device;
+use crate::model::torch::{tch_device, TorchScorer};
 use crate::model::warmup::{load_for_serving, GoldenBatch, LoadPlan, LoadReport};
-use crate::model::{DeviceSpec, ModelDir, PaddedBatch};
+use crate::model::{DeviceSpec, EncodedPair, ModelDir, PaddedBatch, Scorer};
 use crate::tokenize::PairTokenizer;
 
-/// A model loaded, warmed up and ready to serve.
+/// A model loaded on every worker, warmed up and ready to serve.
 pub struct Loaded {
     pub infer: Infer,
-    pub report: LoadReport,
+    /// One per worker, in `--devices` order.
+    pub workers: Vec<WorkerReport>,
     /// Joined after the server stops; dropped last.
-    model_thread: ModelThread,
+    model_threads: Vec<ModelThread>,
 }
 
-/// Loads the model directory and warms the model up on its own thread.
+/// What one worker's start-up found.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    pub device: DeviceSpec,
+    pub load: LoadReport,
+    /// Bytes per token measured at warm-up (CUDA with NVML only).
+    pub calibration: Option<Calibration>,
+}
+
+/// Loads the model directory on every device and warms each replica up on
+/// its own thread.
 pub async fn load(config: &ModelConfig, infer_config: InferConfig) -> Result<Loaded, Error> {
+    load_with(config, infer_config, |scorer| scorer).await
+}
+
+/// `load`, with every replica's scorer passed through `wrap` once it is warm
+/// (and calibrated): the seam through which a test puts an out-of-memory
+/// injector in front of the real model while everything else stays real.
+pub async fn load_with<S, W>(
+    config: &ModelConfig,
+    infer_config: InferConfig,
+    wrap: W,
+) -> Result<Loaded, Error>
+where
+    S: Scorer + 'static,
+    W: Fn(TorchScorer) -> S + Clone + Send + 'static,
+{
+    let devices = check_devices(&config.devices)?;
     let dir = ModelDir::open(&config.dir)?;
-    let device = tch_device(config.device)?;
-    let dtype = resolve_dtype(config.dtype, config.device, cpu_has_native_bf16())?;
     let spec = dir.spec.clone();
-
     let prepare_dir = dir.clone();
-    let (tokenizer, golden, warmup) = tokio::task::spawn_blocking(move || prepare(&prepare_dir))
-        .await
-        .map_err(|e| Error::ModelLoad(format!("preparing the tokenizer failed: {e}")))??;
+    let (tokenizer, golden, warmup, window_pair) =
+        tokio::task::spawn_blocking(move || prepare(&prepare_dir))
+            .await
+            .map_err(|e| Error::ModelLoad(format!("preparing the tokenizer failed: {e}")))??;
 
-    let plan = LoadPlan {
-        model_file: dir.model_file(),
-        device,
-        uses_token_type_ids: spec.uses_token_type_ids,
-        dtype,
-        golden,
-        warmup,
-    };
-    let threads = config.threads;
-    let device_index = match config.device {
-        DeviceSpec::Cpu => None,
-        DeviceSpec::Cuda(index) => Some(index),
-    };
-    let (model_thread, client, (report, reading)) = ModelThread::start(move || {
-        if threads > 0 {
-            tch::set_num_threads(threads as i32);
-        }
-        let (scorer, report) = load_for_serving(&plan)?;
-        // Free memory is read after the model is loaded and warm, so the
-        // budget starts from what is really left for activations.
-        let mut probe = device_index.and_then(open_probe);
-        let reading = probe.as_mut().and_then(|probe| probe.read().ok());
-        Ok((scorer, probe, (report, reading)))
-    })
-    .await?;
+    let cpu_workers = devices.iter().filter(|d| **d == DeviceSpec::Cpu).count();
+    let threads = threads_per_worker(config.threads, cpu_workers);
+    let mut model_threads = Vec::new();
+    let mut workers = Vec::new();
+    let mut reports = Vec::new();
+    for &device in &devices {
+        let plan = LoadPlan {
+            model_file: dir.model_file(),
+            device: tch_device(device)?,
+            uses_token_type_ids: spec.uses_token_type_ids,
+            dtype: resolve_dtype(config.dtype, device, cpu_has_native_bf16())?,
+            golden: golden.clone(),
+            warmup: warmup.clone(),
+        };
+        let calibration_plan = CalibrationPlan {
+            max_pairs: infer_config.max_batch_pairs,
+            safety_fraction: ControllerConfig::default().safety_fraction,
+            pad_token_id: spec.pad_token_id,
+            uses_token_type_ids: spec.uses_token_type_ids,
+        };
+        let window_pair = window_pair.clone();
+        let wrap = wrap.clone();
+        let (model_thread, client, started) = ModelThread::start(move || {
+            if threads > 0 {
+                tch::set_num_threads(threads as i32);
+            }
+            let (mut scorer, report) = load_for_serving(&plan)?;
+            // Memory is read after the model is loaded and warm, so the
+            // budget starts from what is really left for activations; then
+            // growing batches measure bytes per token.
+            let mut probe = match device {
+                DeviceSpec::Cuda(index) => open_probe(index),
+                DeviceSpec::Cpu => None,
+            };
+            let calibration = probe.as_mut().and_then(|probe| {
+                calibrate(&mut scorer, probe.as_mut(), &window_pair, &calibration_plan)
+            });
+            let reading = probe.as_mut().and_then(|probe| probe.read().ok());
+            Ok((wrap(scorer), probe, (report, calibration, reading)))
+        })
+        .await?;
+        let (report, calibration, reading) = started;
+        let warmed_tokens = calibration
+            .as_ref()
+            .and_then(|c| c.steps.iter().map(|step| step.0).max())
+            .unwrap_or(0);
+        workers.push(Worker {
+            device: device.to_string(),
+            model: client,
+            reading,
+            bytes_per_token: calibration.as_ref().map(|c| c.bytes_per_token),
+            warmed_tokens,
+        });
+        let worker = WorkerReport {
+            device,
+            load: report,
+            calibration,
+        };
+        log_report(&dir, &worker);
+        reports.push(worker);
+        model_threads.push(model_thread);
+    }
+    // Batching must never change a score: every replica serves one precision.
+    let serving = reports[0].load.serving;
+    if let Some(other) = reports.iter().find(|r| r.load.serving != serving) {
+        return Err(Error::Config(format!(
+            "{} serves {} but {} serves {}: every device must serve one precision \
+             (pass --dtype explicitly)",
+            reports[0].device, serving, other.device, other.load.serving
+        )));
+    }
 
     let batcher = Batcher::start(
         BatcherConfig {
@@ -90,29 +163,70 @@ pub async fn load(config: &ModelConfig, infer_config: InferConfig) -> Result<Loa
             uses_token_type_ids: spec.uses_token_type_ids,
             min_padding_efficiency: infer_config
                 .min_padding_efficiency
-                .unwrap_or_else(|| default_padding_floor(config.device)),
+                .unwrap_or_else(|| default_padding_floor(devices[0])),
             ..BatcherConfig::default()
         },
-        client,
-        reading,
+        workers,
     );
     let info = ModelInfo {
         name: spec.name.clone(),
         max_length: spec.max_length,
-        device: config.device,
-        dtype: report.serving,
+        devices: devices.clone(),
+        dtype: serving,
         mode: spec.mode.clone(),
         activation: spec.activation,
         architecture: spec.architecture.clone(),
         pad_token_id: spec.pad_token_id,
         uses_token_type_ids: spec.uses_token_type_ids,
     };
-    log_report(&dir, &info, &report);
     Ok(Loaded {
         infer: Infer::new(tokenizer, batcher, info, infer_config),
-        report,
-        model_thread,
+        workers: reports,
+        model_threads,
     })
+}
+
+/// The devices to start workers on: at least one, all of one kind (a CPU
+/// and a GPU replica would serve different precisions and speeds), each
+/// CUDA device once.
+fn check_devices(devices: &[DeviceSpec]) -> Result<Vec<DeviceSpec>, Error> {
+    if devices.is_empty() {
+        return Err(Error::Config(
+            "--devices is empty: name at least one".into(),
+        ));
+    }
+    let cuda = devices
+        .iter()
+        .filter(|d| matches!(d, DeviceSpec::Cuda(_)))
+        .count();
+    if cuda != 0 && cuda != devices.len() {
+        return Err(Error::Config(format!(
+            "--devices mixes cpu and cuda ({}): run one kind per server",
+            devices
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        )));
+    }
+    for (i, device) in devices.iter().enumerate() {
+        if *device != DeviceSpec::Cpu && devices[..i].contains(device) {
+            return Err(Error::Config(format!(
+                "--devices names {device} twice: one worker per GPU"
+            )));
+        }
+    }
+    Ok(devices.to_vec())
+}
+
+/// libtorch threads for each worker: as asked, or, for several CPU workers
+/// and no ask, the cores shared out so they do not oversubscribe the CPU.
+fn threads_per_worker(threads: usize, cpu_workers: usize) -> usize {
+    if threads > 0 || cpu_workers <= 1 {
+        return threads;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / cpu_workers).max(1)
 }
 
 /// The NVML probe of CUDA device `index`, or `None` (logged once) when NVML
@@ -141,8 +255,11 @@ fn open_probe(index: usize) -> Option<Box<dyn MemoryProbe>> {
     }
 }
 
-/// The tokenizer, the golden set as model inputs, and a warm-up batch.
-fn prepare(dir: &ModelDir) -> Result<(PairTokenizer, Vec<GoldenBatch>, PaddedBatch), Error> {
+/// The tokenizer, the golden set as model inputs, a warm-up batch, and a
+/// pair as long as the model window (for calibration).
+fn prepare(
+    dir: &ModelDir,
+) -> Result<(PairTokenizer, Vec<GoldenBatch>, PaddedBatch, EncodedPair), Error> {
     let spec = &dir.spec;
     let tokenizer = PairTokenizer::from_file(&dir.tokenizer_file(), spec.max_length)?;
     let batch = |pairs: &[crate::model::EncodedPair]| {
@@ -174,17 +291,18 @@ fn prepare(dir: &ModelDir) -> Result<(PairTokenizer, Vec<GoldenBatch>, PaddedBat
         ],
         true,
     )?;
-    Ok((tokenizer, golden, batch(&warmup.pairs)))
+    let long_document = "calibration ".repeat(spec.max_length);
+    let window_pair = tokenizer.encode_pair("calibration", &long_document, 0, true)?;
+    Ok((tokenizer, golden, batch(&warmup.pairs), window_pair))
 }
 
-fn log_report(dir: &ModelDir, info: &ModelInfo, report: &LoadReport) {
+fn log_report(dir: &ModelDir, worker: &WorkerReport) {
+    let report = &worker.load;
     tracing::info!(
-        model = %info.name,
         dir = %dir.path.display(),
-        device = %info.device,
+        device = %worker.device,
         requested_dtype = %report.requested,
         dtype = %report.serving,
-        max_length = info.max_length,
         load_ms = report.load_time.as_millis() as u64,
         warmup_ms = report.warmup_time.as_millis() as u64,
         fp32_vs_golden = ?report.fp32_vs_golden,
@@ -203,6 +321,20 @@ fn log_report(dir: &ModelDir, info: &ModelInfo, report: &LoadReport) {
     if let Some(reason) = &report.fallback {
         tracing::warn!(%reason, "serving in fp32: the requested precision changed rankings");
     }
+    match &worker.calibration {
+        Some(calibration) => tracing::info!(
+            device = %worker.device,
+            bytes_per_token = calibration.bytes_per_token,
+            steps = ?calibration.steps,
+            out_of_memory_at = ?calibration.out_of_memory_at,
+            "measured device memory per padded token"
+        ),
+        None if matches!(worker.device, DeviceSpec::Cuda(_)) => tracing::warn!(
+            device = %worker.device,
+            "could not measure memory per padded token; assuming 256 KiB until batches run"
+        ),
+        None => {}
+    }
 }
 
 /// Serves gRPC on `listener` until `shutdown` resolves, then stops the model.
@@ -217,7 +349,7 @@ where
 {
     let Loaded {
         infer,
-        model_thread,
+        model_threads,
         ..
     } = loaded;
     let service = RerankerServer::new(RerankService::new(infer))
@@ -229,7 +361,7 @@ where
         .await;
     // Every handler, and with them every ModelClient, is gone: the model
     // thread finishes its last job and ends.
-    tokio::task::spawn_blocking(move || drop(model_thread))
+    tokio::task::spawn_blocking(move || drop(model_threads))
         .await
         .map_err(|e| Error::Unavailable(format!("joining the model thread failed: {e}")))?;
     served.map_err(|e| Error::Unavailable(format!("the gRPC server failed: {e}")))

@@ -84,7 +84,7 @@ fn help_explains_every_flag_and_its_env_var() {
     for env in [
         "RERANKD_MODEL",
         "RERANKD_ADDR",
-        "RERANKD_DEVICE",
+        "RERANKD_DEVICES",
         "RERANKD_DTYPE",
         "RERANKD_THREADS",
         "RERANKD_MAX_MESSAGE_BYTES",

@@ -202,6 +202,7 @@ async fn model_info_describes_the_model() {
         .unwrap()
         .into_inner();
     assert_eq!(info.device, "cpu");
+    assert_eq!(info.devices, vec!["cpu".to_string()]);
     assert_eq!(info.dtype, "fp32");
     assert_eq!(info.architecture, "xlm-roberta");
     assert_eq!(info.mode, "cross-encoder");
@@ -406,8 +407,13 @@ async fn start_up_failures_are_clear_and_map_to_failed_precondition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_score_exactly_as_they_do_alone() {
     // Requests of different sizes and lengths share batches under the
-    // batcher; batching and padding must never change a score.
-    let addr = shared_server("tiny-bert", "fp32");
+    // batcher; batching and padding must never change a score. No padding
+    // floor, so that they do pad.
+    let infer = rerankd::config::InferConfig {
+        min_padding_efficiency: Some(0.0),
+        ..Default::default()
+    };
+    let addr = start_server_with(model_config(model_dir("tiny-bert"), "fp32"), infer).unwrap();
     let golden = golden("tiny-bert");
     let all: Vec<String> = golden
         .groups

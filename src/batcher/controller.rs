@@ -6,7 +6,14 @@
 //! halve and remember the failing size as a ceiling; after a run of
 //! successes with memory to spare, grow additively (AIMD), past the ceiling
 //! only once free memory has grown since it was set; when free memory drops,
-//! shrink before the next batch. Must never: do I/O, read a clock, or touch
+//! shrink before the next batch.
+//!
+//! Free memory as NVML reads it leaves out what this process's caching
+//! allocator holds: after a batch of T tokens the allocator keeps about
+//! T × bytes per token reserved for the next one. So the memory a batch may
+//! use is the free memory plus that reserve (the largest batch run so far,
+//! warm-up included), or one large batch would shrink the budget to nothing.
+//! Must never: do I/O, read a clock, or touch
 //! libtorch/NVML — readings and outcomes are passed in, so every rule is
 //! unit-tested with plain numbers.
 
@@ -78,6 +85,13 @@ pub struct Controller {
     growth_step: usize,
     oom_count: u64,
     batches: u64,
+    /// The largest batch (padded tokens) that ran: what the allocator is
+    /// assumed to hold in reserve.
+    cached_tokens: usize,
+    /// `cached_tokens` when `last_reading` was taken: the reserve that
+    /// reading counted as used, and so the one to add back as usable (a
+    /// reading from before a batch already counts its memory as free).
+    reading_cached_tokens: usize,
 }
 
 impl Controller {
@@ -93,6 +107,8 @@ impl Controller {
             successes_in_a_row: 0,
             oom_count: 0,
             batches: 0,
+            cached_tokens: 0,
+            reading_cached_tokens: 0,
             config,
         };
         if let Some(reading) = reading {
@@ -102,6 +118,19 @@ impl Controller {
         controller.budget_tokens = controller.clamp(controller.budget_tokens);
         controller.growth_step = controller.step_for(controller.budget_tokens);
         controller
+    }
+
+    /// The largest batch that ran before serving (warm-up, calibration), in
+    /// padded tokens; `reading` came after it, so what the allocator keeps
+    /// from it counts as usable.
+    pub fn warmed_up(mut self, largest_batch_tokens: usize) -> Self {
+        self.cached_tokens = largest_batch_tokens;
+        self.reading_cached_tokens = largest_batch_tokens;
+        if let Some(reading) = self.last_reading {
+            self.budget_tokens = self.clamp(self.fits(reading));
+            self.growth_step = self.step_for(self.budget_tokens);
+        }
+        self
     }
 
     /// Padded tokens the next batch may hold.
@@ -120,10 +149,13 @@ impl Controller {
         }
     }
 
-    /// A fresh reading of free memory: when it no longer covers the budget
+    /// A fresh reading of free memory, taken after every batch reported so
+    /// far (the model thread reads it right after a batch, and the batch's
+    /// outcome is reported first): when it no longer covers the budget
     /// (another process took memory), the budget shrinks now.
     pub fn on_memory(&mut self, reading: MemoryReading) {
         self.last_reading = Some(reading);
+        self.reading_cached_tokens = self.cached_tokens;
         let fits = self.fits(reading);
         if fits < self.budget_tokens {
             self.budget_tokens = self.clamp(fits);
@@ -150,6 +182,7 @@ impl Controller {
     /// enough successes in a row, if memory allows.
     pub fn on_success(&mut self, padded_tokens: usize) {
         self.batches += 1;
+        self.cached_tokens = self.cached_tokens.max(padded_tokens);
         self.successes_in_a_row += 1;
         // Only batches that used most of the budget say the budget is safe.
         if padded_tokens * 2 < self.budget_tokens {
@@ -179,6 +212,8 @@ impl Controller {
     pub fn on_oom(&mut self, padded_tokens: usize) {
         self.oom_count += 1;
         self.successes_in_a_row = 0;
+        // The allocator empties its cache before it gives up: count none.
+        self.cached_tokens = 0;
         self.ceiling = Some(Ceiling {
             tokens: padded_tokens,
             free_bytes: self.last_reading.map(|r| r.free_bytes),
@@ -188,7 +223,8 @@ impl Controller {
     }
 
     fn fits(&self, reading: MemoryReading) -> usize {
-        let usable = reading.free_bytes as f64 * self.config.safety_fraction;
+        let reserved = self.reading_cached_tokens as f64 * self.bytes_per_token;
+        let usable = (reading.free_bytes as f64 + reserved) * self.config.safety_fraction;
         (usable / self.bytes_per_token).floor() as usize
     }
 
@@ -285,6 +321,29 @@ mod tests {
         // More memory alone does not grow the budget; successes do.
         controller.on_memory(reading(8));
         assert_eq!(controller.budget_tokens(), 1024);
+    }
+
+    #[test]
+    fn memory_the_allocator_keeps_from_a_batch_still_counts_as_usable() {
+        // 8 GiB free × 0.5 ÷ 1 MiB = 4096 tokens; a batch of 4096 tokens
+        // leaves 4 GiB reserved by the allocator, which NVML reads as used.
+        let mut controller = Controller::new(config(), Some(reading(8)));
+        controller.on_success(4096);
+        controller.on_memory(reading(4));
+        assert_eq!(controller.budget_tokens(), 4096);
+        // Another process taking 2 GiB still shrinks it.
+        controller.on_memory(reading(2));
+        assert_eq!(controller.budget_tokens(), 3072);
+        // A warm-up batch counts the same way: 6 GiB free after a 2048-token
+        // calibration batch is 8 GiB usable.
+        let warmed = Controller::new(config(), Some(reading(6))).warmed_up(2048);
+        assert_eq!(warmed.budget_tokens(), 4096);
+        // After an out-of-memory error, nothing is assumed cached.
+        let mut controller = Controller::new(config(), Some(reading(8)));
+        controller.on_success(4096);
+        controller.on_oom(4096);
+        controller.on_memory(reading(4));
+        assert_eq!(controller.budget_tokens(), 2048);
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! The scheduler: one task that owns the queue and the controller, takes
-//! every request's pairs, cuts batches under the controller's budget, hands
-//! them to the model thread one ahead of the one computing, and routes each
-//! row's score back to its request.
+//! The scheduler: one task that owns the queue and one controller per
+//! worker (a model replica on one device), takes every request's pairs, cuts
+//! batches under the chosen worker's budget, hands each to the first idle
+//! worker (one ahead of the one computing, when the queue can fill it), and
+//! routes each row's score back to its request.
 //!
 //! Owns: admission (a bound on queued pairs), the max-queue-delay wait,
-//! dropping the work of requests whose client has gone or whose deadline has
-//! passed, and feeding batch outcomes and memory readings to the controller.
-//! Must never: block (it is a tokio task: libtorch and NVML run on the model
-//! thread), tokenize, or know about tonic.
+//! which worker runs the next batch, dropping the work of requests whose
+//! client has gone or whose deadline has passed, and feeding batch outcomes
+//! and memory readings to each worker's controller. Must never: block (it
+//! is a tokio task: libtorch and NVML run on the model threads), tokenize,
+//! or know about tonic.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +41,8 @@ pub struct BatcherConfig {
     pub window_per_request: usize,
     /// Lowest real ÷ padded tokens a batch may grow to.
     pub min_padding_efficiency: f64,
+    /// Every worker's controller starts from this (its bytes per token
+    /// replaced by the worker's own measurement, when it has one).
     pub controller: ControllerConfig,
     /// Padding value and whether the model takes token_type_ids.
     pub pad_token_id: i64,
@@ -61,22 +65,35 @@ impl Default for BatcherConfig {
     }
 }
 
+/// One model replica the scheduler may send batches to.
+pub struct Worker {
+    /// "cpu" or "cuda:N", for stats and logs.
+    pub device: String,
+    pub model: ModelClient,
+    /// The device's memory after warm-up, when a probe reads it.
+    pub reading: Option<MemoryReading>,
+    /// Bytes per padded token measured at warm-up, when measured.
+    pub bytes_per_token: Option<f64>,
+    /// The largest batch run at warm-up, in padded tokens (its memory stays
+    /// with the allocator, usable by batches).
+    pub warmed_tokens: usize,
+}
+
 /// A request's scores, one per pair in its order, and where its time went.
 #[derive(Debug)]
 pub struct RequestScores {
     pub scores: Vec<Result<f32, ScoreError>>,
-    /// From submission to its first batch starting on the model thread.
+    /// From submission to its first batch starting on a model thread.
     pub queued: Duration,
     /// Model time of the batches that held its pairs.
     pub inference: Duration,
 }
 
-/// What the batcher is doing, for logs and the future Stats RPC.
+/// What one worker has done, for logs and the Stats RPC.
 #[derive(Debug, Clone)]
-pub struct BatcherStats {
+pub struct WorkerStats {
+    pub device: String,
     pub controller: ControllerState,
-    /// Pairs admitted and not yet answered.
-    pub queued_pairs: usize,
     pub batches: u64,
     pub pairs: u64,
     pub real_tokens: u64,
@@ -84,6 +101,15 @@ pub struct BatcherStats {
     pub splits: u64,
     /// Model time spent on batches.
     pub busy: Duration,
+}
+
+/// What the batcher is doing.
+#[derive(Debug, Clone)]
+pub struct BatcherStats {
+    /// Pairs admitted and not yet answered.
+    pub queued_pairs: usize,
+    /// One per worker, in `--devices` order.
+    pub workers: Vec<WorkerStats>,
 }
 
 struct Submission {
@@ -100,29 +126,42 @@ pub struct Batcher {
     queued_pairs: Arc<AtomicUsize>,
     max_queued_pairs: usize,
     retry_after: Duration,
-    stats: Arc<std::sync::Mutex<BatcherStats>>,
+    stats: Arc<std::sync::Mutex<Vec<WorkerStats>>>,
 }
 
 impl Batcher {
-    /// Starts the scheduler task on the current tokio runtime.
-    pub fn start(
-        config: BatcherConfig,
-        model: ModelClient,
-        reading: Option<MemoryReading>,
-    ) -> Batcher {
+    /// Starts the scheduler task on the current tokio runtime, feeding
+    /// `workers` (at least one).
+    pub fn start(config: BatcherConfig, workers: Vec<Worker>) -> Batcher {
+        assert!(!workers.is_empty(), "the batcher needs a worker");
         let (submissions, incoming) = mpsc::unbounded_channel();
         let queued_pairs = Arc::new(AtomicUsize::new(0));
-        let controller = Controller::new(config.controller.clone(), reading);
-        let stats = Arc::new(std::sync::Mutex::new(BatcherStats {
-            controller: controller.state(),
-            queued_pairs: 0,
-            batches: 0,
-            pairs: 0,
-            real_tokens: 0,
-            padded_tokens: 0,
-            splits: 0,
-            busy: Duration::ZERO,
-        }));
+        let mut running = Vec::new();
+        let mut stats = Vec::new();
+        for worker in workers {
+            let mut controller_config = config.controller.clone();
+            if let Some(measured) = worker.bytes_per_token {
+                controller_config.initial_bytes_per_token = measured;
+            }
+            let controller =
+                Controller::new(controller_config, worker.reading).warmed_up(worker.warmed_tokens);
+            stats.push(WorkerStats {
+                device: worker.device.clone(),
+                controller: controller.state(),
+                batches: 0,
+                pairs: 0,
+                real_tokens: 0,
+                padded_tokens: 0,
+                splits: 0,
+                busy: Duration::ZERO,
+            });
+            running.push(RunningWorker {
+                model: worker.model,
+                controller,
+                in_flight: 0,
+            });
+        }
+        let stats = Arc::new(std::sync::Mutex::new(stats));
         let batcher = Batcher {
             submissions,
             queued_pairs: Arc::clone(&queued_pairs),
@@ -132,14 +171,14 @@ impl Batcher {
         };
         let scheduler = Scheduler {
             queue: Queue::new(config.window_per_request, config.min_padding_efficiency),
-            controller,
+            workers: running,
             pending: HashMap::new(),
             next_id: 0,
             queued_pairs,
             stats,
             config,
         };
-        tokio::spawn(scheduler.run(incoming, model));
+        tokio::spawn(scheduler.run(incoming));
         batcher
     }
 
@@ -175,13 +214,15 @@ impl Batcher {
     }
 
     pub fn stats(&self) -> BatcherStats {
-        let mut stats = self
+        let workers = self
             .stats
             .lock()
             .expect("the stats lock is never held across a panic")
             .clone();
-        stats.queued_pairs = self.queued_pairs.load(Ordering::SeqCst);
-        stats
+        BatcherStats {
+            queued_pairs: self.queued_pairs.load(Ordering::SeqCst),
+            workers,
+        }
     }
 }
 
@@ -198,70 +239,170 @@ struct PendingRequest {
 /// The rows of one batch in flight: (request, pair index).
 type Rows = Vec<(RequestId, usize)>;
 
+/// A batch's answer: which worker ran it, its rows, and the model's answer
+/// (`None` when the model thread stopped).
+type Completion = (usize, Rows, Option<ScoredBatch>);
+
+struct RunningWorker {
+    model: ModelClient,
+    controller: Controller,
+    /// Batches handed to its model thread and not yet answered (at most 2:
+    /// one computing, one waiting).
+    in_flight: usize,
+}
+
+/// What the scheduler should do with the queue now.
+#[derive(Debug, PartialEq)]
+enum Next {
+    /// Cut a batch for this worker.
+    Cut(usize),
+    /// A worker is idle but the queue cannot fill a batch yet: wait this
+    /// long for more pairs.
+    Wait(Duration),
+    /// Nothing to cut, or every worker busy.
+    Idle,
+}
+
 struct Scheduler {
     queue: Queue,
-    controller: Controller,
+    workers: Vec<RunningWorker>,
     pending: HashMap<RequestId, PendingRequest>,
     next_id: RequestId,
     /// Shared with `Batcher` for admission.
     queued_pairs: Arc<AtomicUsize>,
-    stats: Arc<std::sync::Mutex<BatcherStats>>,
+    stats: Arc<std::sync::Mutex<Vec<WorkerStats>>>,
     config: BatcherConfig,
 }
 
 impl Scheduler {
-    async fn run(mut self, mut incoming: mpsc::UnboundedReceiver<Submission>, model: ModelClient) {
-        let (done, mut completions) = mpsc::unbounded_channel::<(Rows, Option<ScoredBatch>)>();
+    async fn run(mut self, mut incoming: mpsc::UnboundedReceiver<Submission>) {
+        let (done, mut completions) = mpsc::unbounded_channel::<Completion>();
         let mut open = true;
-        // Batches handed to the model thread and not yet answered.
-        let mut in_flight = 0usize;
         loop {
             self.drop_abandoned(Instant::now());
-            let wait = self.wait_before_cutting(Instant::now());
-            // Cut the next batch while one computes only when the queue can
-            // fill it anyway; otherwise wait for the model to go idle, so the
-            // requests that arrive meanwhile can join (measured: a thin queue
-            // cut early pads badly, benches/batcher.rs).
-            let may_cut = !self.queue.is_empty()
-                && wait.is_none()
-                && (in_flight == 0
-                    || (in_flight == 1
-                        && self.queue.can_fill(
-                            self.controller.budget_tokens(),
-                            self.config.max_batch_pairs,
-                        )));
+            let mut wait = None;
+            loop {
+                match self.next(Instant::now()) {
+                    Next::Cut(worker) => match self.dispatch(worker, &done) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(_) => return, // A model thread has stopped.
+                    },
+                    Next::Wait(duration) => {
+                        wait = Some(duration);
+                        break;
+                    }
+                    Next::Idle => break,
+                }
+            }
+            if !open && self.queue.is_empty() && self.pending.is_empty() {
+                break;
+            }
             tokio::select! {
                 submission = incoming.recv(), if open => match submission {
                     Some(submission) => self.admit(submission),
                     None => open = false,
                 },
-                Some((rows, scored)) = completions.recv() => {
-                    in_flight -= 1;
+                Some((worker, rows, scored)) = completions.recv() => {
+                    self.workers[worker].in_flight -= 1;
                     match scored {
-                        Some(scored) => self.complete(rows, scored),
+                        Some(scored) => self.complete(worker, rows, scored),
                         None => break,
                     }
                 }
-                permit = model.reserve(), if may_cut => {
-                    let Ok(permit) = permit else { break };
-                    if let Some((rows, batch)) = self.cut() {
-                        in_flight += 1;
-                        let answer = permit.send(batch);
-                        let done = done.clone();
-                        tokio::spawn(async move {
-                            // The model thread answers every job it takes; a
-                            // dropped answer means it stopped.
-                            let scored = answer.await.ok();
-                            let _ = done.send((rows, scored));
-                        });
-                    }
-                },
                 _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {},
             }
-            if !open && self.queue.is_empty() && self.pending.is_empty() {
-                break;
+        }
+    }
+
+    /// The first idle worker gets the next batch once the queue can fill it
+    /// or its oldest pair has waited the max queue delay. A worker that is
+    /// computing gets one more only when the queue can fill it anyway;
+    /// otherwise the batch waits for it to go idle, so the requests that
+    /// arrive meanwhile can join (measured: a thin queue cut early pads
+    /// badly, benches/batcher.rs).
+    fn next(&self, now: Instant) -> Next {
+        if self.queue.is_empty() {
+            return Next::Idle;
+        }
+        let max_pairs = self.config.max_batch_pairs;
+        let fills =
+            |w: &RunningWorker| self.queue.can_fill(w.controller.budget_tokens(), max_pairs);
+        let mut wait = None;
+        for (index, worker) in self.workers.iter().enumerate() {
+            if worker.in_flight == 0 {
+                if fills(worker) {
+                    return Next::Cut(index);
+                }
+                let waited = self
+                    .queue
+                    .oldest_arrival()
+                    .map_or(Duration::ZERO, |oldest| {
+                        now.saturating_duration_since(oldest)
+                    });
+                if waited >= self.config.max_queue_delay {
+                    return Next::Cut(index);
+                }
+                wait.get_or_insert(self.config.max_queue_delay - waited);
             }
         }
+        if let Some(wait) = wait {
+            return Next::Wait(wait);
+        }
+        match self
+            .workers
+            .iter()
+            .position(|w| w.in_flight == 1 && fills(w))
+        {
+            Some(index) => Next::Cut(index),
+            None => Next::Idle,
+        }
+    }
+
+    /// Cuts a batch under `worker`'s budget and hands it to its model
+    /// thread: `Ok(false)` when there was no room or nothing to cut (neither
+    /// happens while `next` holds), an error when the model thread stopped.
+    fn dispatch(
+        &mut self,
+        worker: usize,
+        done: &mpsc::UnboundedSender<Completion>,
+    ) -> Result<bool, Error> {
+        let model = self.workers[worker].model.clone();
+        let Some(permit) = model.try_reserve()? else {
+            return Ok(false);
+        };
+        let budget = self.workers[worker].controller.budget_tokens();
+        let Some(batch) = self.queue.cut(budget, self.config.max_batch_pairs) else {
+            return Ok(false);
+        };
+        let rows: Rows = batch.items.iter().map(|i| (i.request, i.index)).collect();
+        let pairs: Vec<&EncodedPair> = rows
+            .iter()
+            .map(|(request, index)| &self.pending[request].pairs[*index])
+            .collect();
+        let padded = PaddedBatch::new(
+            &pairs,
+            self.config.pad_token_id,
+            self.config.uses_token_type_ids,
+        );
+        {
+            let mut stats = self.stats.lock().expect("stats lock");
+            let stats = &mut stats[worker];
+            stats.batches += 1;
+            stats.pairs += batch.items.len() as u64;
+            stats.real_tokens += batch.real_tokens() as u64;
+            stats.padded_tokens += batch.padded_tokens() as u64;
+        }
+        self.workers[worker].in_flight += 1;
+        let answer = permit.send(padded);
+        let done = done.clone();
+        tokio::spawn(async move {
+            // The model thread answers every job it takes; a dropped answer
+            // means it stopped.
+            let scored = answer.await.ok();
+            let _ = done.send((worker, rows, scored));
+        });
+        Ok(true)
     }
 
     fn admit(&mut self, submission: Submission) {
@@ -293,20 +434,6 @@ impl Scheduler {
         );
     }
 
-    /// `Some(wait)` when the queue cannot fill a batch and its oldest pair
-    /// has waited less than the max queue delay.
-    fn wait_before_cutting(&self, now: Instant) -> Option<Duration> {
-        if self
-            .queue
-            .can_fill(self.controller.budget_tokens(), self.config.max_batch_pairs)
-        {
-            return None;
-        }
-        let oldest = self.queue.oldest_arrival()?;
-        let waited = now.saturating_duration_since(oldest);
-        (waited < self.config.max_queue_delay).then(|| self.config.max_queue_delay - waited)
-    }
-
     /// Drops queued work of requests whose client has gone or whose deadline
     /// has passed.
     fn drop_abandoned(&mut self, now: Instant) {
@@ -330,37 +457,16 @@ impl Scheduler {
         }
     }
 
-    fn cut(&mut self) -> Option<(Rows, PaddedBatch)> {
-        let batch = self
-            .queue
-            .cut(self.controller.budget_tokens(), self.config.max_batch_pairs)?;
-        let rows: Rows = batch.items.iter().map(|i| (i.request, i.index)).collect();
-        let pairs: Vec<&EncodedPair> = rows
-            .iter()
-            .map(|(request, index)| &self.pending[request].pairs[*index])
-            .collect();
-        let padded = PaddedBatch::new(
-            &pairs,
-            self.config.pad_token_id,
-            self.config.uses_token_type_ids,
-        );
-        let mut stats = self.stats.lock().expect("stats lock");
-        stats.batches += 1;
-        stats.pairs += batch.items.len() as u64;
-        stats.real_tokens += batch.real_tokens() as u64;
-        stats.padded_tokens += batch.padded_tokens() as u64;
-        Some((rows, padded))
-    }
-
-    fn complete(&mut self, rows: Rows, scored: ScoredBatch) {
+    fn complete(&mut self, worker: usize, rows: Rows, scored: ScoredBatch) {
+        let controller = &mut self.workers[worker].controller;
         for &tokens in &scored.record.out_of_memory {
-            self.controller.on_oom(tokens);
+            controller.on_oom(tokens);
         }
         for &tokens in &scored.record.succeeded {
-            self.controller.on_success(tokens);
+            controller.on_success(tokens);
         }
         if let Some(reading) = scored.reading {
-            self.controller.on_memory(reading);
+            controller.on_memory(reading);
         }
         let finished_at = Instant::now();
         let mut requests: Vec<RequestId> = rows.iter().map(|(id, _)| *id).collect();
@@ -399,9 +505,11 @@ impl Scheduler {
             }
         }
         let mut stats = self.stats.lock().expect("stats lock");
-        let state = self.controller.state();
+        let stats = &mut stats[worker];
+        let state = self.workers[worker].controller.state();
         if state.budget_tokens != stats.controller.budget_tokens {
             tracing::info!(
+                device = %stats.device,
                 budget_tokens = state.budget_tokens,
                 previous = stats.controller.budget_tokens,
                 oom_count = state.oom_count,
@@ -453,7 +561,17 @@ mod tests {
         })
         .await
         .unwrap();
-        (thread, Batcher::start(config, client, None))
+        (thread, Batcher::start(config, vec![worker("fake", client)]))
+    }
+
+    fn worker(device: &str, model: ModelClient) -> Worker {
+        Worker {
+            device: device.into(),
+            model,
+            reading: None,
+            bytes_per_token: None,
+            warmed_tokens: 0,
+        }
     }
 
     fn config() -> BatcherConfig {
@@ -494,7 +612,7 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        let stats = batcher.stats();
+        let stats = batcher.stats().workers.remove(0);
         assert!(stats.controller.oom_count > 0, "{stats:?}");
         assert!(
             stats.controller.budget_tokens < 2048,
@@ -521,7 +639,7 @@ mod tests {
         // The next request still runs, and the dropped one's pairs never did.
         let scored = batcher.score(pairs(&[10; 3], 3), None).await.unwrap();
         assert_eq!(scored.scores.len(), 3);
-        assert_eq!(batcher.stats().pairs, 3);
+        assert_eq!(batcher.stats().workers[0].pairs, 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,7 +656,7 @@ mod tests {
             max_queued_pairs: 100,
             ..config()
         };
-        let batcher = Batcher::start(config, client, None);
+        let batcher = Batcher::start(config, vec![worker("fake", client)]);
 
         // Admit 90 pairs (one poll submits them); the model is held busy.
         let first = batcher.score(pairs(&[8; 90], 4), None);
@@ -565,5 +683,76 @@ mod tests {
         // than it is admitted into an empty queue.
         let scored = batcher.score(pairs(&[8; 150], 6), None).await.unwrap();
         assert_eq!(scored.scores.len(), 150);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_go_to_the_idle_worker_and_each_worker_has_its_own_budget() {
+        // Worker 0 is held busy on its first batch; worker 1 is free.
+        let (open_gate, gate) = std::sync::mpsc::channel();
+        let (_held, held_client, ()) = ModelThread::start(move || {
+            let mut scorer = FakeScorer::with_limit(usize::MAX);
+            scorer.gate = Some(gate);
+            Ok((scorer, None, ()))
+        })
+        .await
+        .unwrap();
+        let (_free, free_client, ()) =
+            ModelThread::start(|| Ok((FakeScorer::with_limit(usize::MAX), None, ())))
+                .await
+                .unwrap();
+        let gib = 1u64 << 30;
+        let workers = vec![
+            worker("fake:0", held_client),
+            Worker {
+                // 1 GiB free × 0.8 ÷ 256 KiB per token = 3276 tokens.
+                reading: Some(MemoryReading {
+                    free_bytes: gib,
+                    total_bytes: 2 * gib,
+                }),
+                bytes_per_token: Some(256.0 * 1024.0),
+                ..worker("fake:1", free_client)
+            },
+        ];
+        // No queue delay: a request is cut as soon as it is admitted, before
+        // the scheduler takes the next one, so the held batch holds only the
+        // first request.
+        let config = BatcherConfig {
+            max_queue_delay: Duration::ZERO,
+            ..config()
+        };
+        let batcher = Batcher::start(config, workers);
+
+        let held = batcher.score(pairs(&[10; 4], 7), None);
+        tokio::pin!(held);
+        // Poll once so the first request is submitted before the others.
+        tokio::select! {
+            biased;
+            _ = &mut held => panic!("scored while worker 0 was held"),
+            _ = std::future::ready(()) => {}
+        }
+        // While worker 0 computes, every later request runs on worker 1.
+        for request in 0..6 {
+            let request_pairs = pairs(&[12, 20, 31], 10 + request);
+            let expected: Vec<f32> = request_pairs.iter().map(alone).collect();
+            let scored = batcher.score(request_pairs, None).await.unwrap();
+            let scores: Vec<f32> = scored.scores.into_iter().map(Result::unwrap).collect();
+            assert_eq!(scores, expected);
+        }
+        drop(open_gate);
+        assert_eq!(held.await.unwrap().scores.len(), 4);
+        let stats = batcher.stats();
+        let (first, second) = (&stats.workers[0], &stats.workers[1]);
+        assert_eq!(
+            (first.device.as_str(), second.device.as_str()),
+            ("fake:0", "fake:1")
+        );
+        assert_eq!(first.pairs, 4, "{stats:?}");
+        assert_eq!(second.pairs, 18, "{stats:?}");
+        assert_eq!(first.controller.budget_tokens, 2048, "the fallback budget");
+        assert_eq!(
+            second.controller.budget_tokens, 3276,
+            "sized from its memory"
+        );
+        assert_eq!(stats.queued_pairs, 0);
     }
 }

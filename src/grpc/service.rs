@@ -104,31 +104,38 @@ impl Reranker for RerankService {
         _request: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
         let stats = self.infer.stats();
-        let controller = &stats.controller;
-        let reading = controller.last_reading;
-        let efficiency = if stats.padded_tokens == 0 {
-            1.0
-        } else {
-            stats.real_tokens as f64 / stats.padded_tokens as f64
-        };
+        let devices = stats
+            .workers
+            .iter()
+            .map(|worker| {
+                let controller = &worker.controller;
+                let reading = controller.last_reading;
+                let efficiency = if worker.padded_tokens == 0 {
+                    1.0
+                } else {
+                    worker.real_tokens as f64 / worker.padded_tokens as f64
+                };
+                pb::DeviceStats {
+                    device: worker.device.clone(),
+                    budget_tokens: controller.budget_tokens as u64,
+                    bytes_per_token: controller.bytes_per_token,
+                    memory_known: reading.is_some(),
+                    free_bytes: reading.map_or(0, |r| r.free_bytes),
+                    total_bytes: reading.map_or(0, |r| r.total_bytes),
+                    ceiling_tokens: controller.ceiling.map_or(0, |c| c.tokens as u64),
+                    oom_count: controller.oom_count,
+                    splits: worker.splits,
+                    batches: worker.batches,
+                    pairs: worker.pairs,
+                    real_tokens: worker.real_tokens,
+                    padded_tokens: worker.padded_tokens,
+                    padding_efficiency: efficiency,
+                    busy_micros: worker.busy.as_micros() as u64,
+                }
+            })
+            .collect();
         Ok(Response::new(pb::StatsResponse {
-            devices: vec![pb::DeviceStats {
-                device: self.infer.info().device.to_string(),
-                budget_tokens: controller.budget_tokens as u64,
-                bytes_per_token: controller.bytes_per_token,
-                memory_known: reading.is_some(),
-                free_bytes: reading.map_or(0, |r| r.free_bytes),
-                total_bytes: reading.map_or(0, |r| r.total_bytes),
-                ceiling_tokens: controller.ceiling.map_or(0, |c| c.tokens as u64),
-                oom_count: controller.oom_count,
-                splits: stats.splits,
-                batches: stats.batches,
-                pairs: stats.pairs,
-                real_tokens: stats.real_tokens,
-                padded_tokens: stats.padded_tokens,
-                padding_efficiency: efficiency,
-                busy_micros: stats.busy.as_micros() as u64,
-            }],
+            devices,
             queued_pairs: stats.queued_pairs as u64,
         }))
     }
@@ -141,7 +148,8 @@ impl Reranker for RerankService {
         Ok(Response::new(pb::ModelInfoResponse {
             name: info.name.clone(),
             max_length: info.max_length as u32,
-            device: info.device.to_string(),
+            device: info.devices[0].to_string(),
+            devices: info.devices.iter().map(|d| d.to_string()).collect(),
             dtype: info.dtype.to_string(),
             mode: info.mode.clone(),
             activation: info.activation.as_str().to_string(),

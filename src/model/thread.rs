@@ -19,9 +19,10 @@ use crate::batcher::split::{score_splitting, SplitRecord};
 use crate::error::Error;
 use crate::gpu::{MemoryProbe, MemoryReading};
 
-/// One batch waits while another computes: the next batch is prepared during
-/// the forward pass, and cut as late as possible.
-const JOB_QUEUE: usize = 1;
+/// Room for the batch computing (until the thread takes it) and the one
+/// waiting behind it: the scheduler keeps at most two unanswered batches per
+/// model thread, so it always finds room.
+const JOB_QUEUE: usize = 2;
 
 /// What the model thread answers for one batch.
 #[derive(Debug)]
@@ -63,13 +64,16 @@ impl ModelPermit<'_> {
 }
 
 impl ModelClient {
-    /// Waits for room in the model thread's queue (cancel-safe).
-    pub async fn reserve(&self) -> Result<ModelPermit<'_>, Error> {
-        self.jobs
-            .reserve()
-            .await
-            .map(|permit| ModelPermit { permit })
-            .map_err(|_| Error::Unavailable("the model thread has stopped".into()))
+    /// A place in the model thread's queue if one is free now; `Ok(None)`
+    /// when it is full.
+    pub fn try_reserve(&self) -> Result<Option<ModelPermit<'_>>, Error> {
+        match self.jobs.try_reserve() {
+            Ok(permit) => Ok(Some(ModelPermit { permit })),
+            Err(mpsc::error::TrySendError::Full(())) => Ok(None),
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                Err(Error::Unavailable("the model thread has stopped".into()))
+            }
+        }
     }
 }
 

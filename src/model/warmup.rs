@@ -17,6 +17,7 @@ use super::{Dtype, PaddedBatch, Scorer};
 use crate::error::Error;
 
 /// One golden group, tokenized: the model inputs and the eager fp32 scores.
+#[derive(Clone)]
 pub struct GoldenBatch {
     pub batch: PaddedBatch,
     pub expected: Vec<f32>,

@@ -15,7 +15,8 @@ use std::sync::{mpsc, Mutex, OnceLock};
 use rerankd::config::{InferConfig, ModelConfig, ServerConfig};
 use rerankd::grpc::pb;
 use rerankd::grpc::pb::reranker_client::RerankerClient;
-use rerankd::model::{DeviceSpec, DtypeRequest};
+use rerankd::model::torch::TorchScorer;
+use rerankd::model::{DeviceSpec, DtypeRequest, Scorer};
 use rerankd::server;
 use tonic::transport::Channel;
 
@@ -44,7 +45,7 @@ pub fn model_dir(name: &str) -> PathBuf {
 pub fn model_config(dir: PathBuf, dtype: &str) -> ModelConfig {
     ModelConfig {
         dir,
-        device: DeviceSpec::Cpu,
+        devices: vec![DeviceSpec::Cpu],
         dtype: dtype.parse::<DtypeRequest>().unwrap(),
         threads: 0,
     }
@@ -61,6 +62,20 @@ pub fn start_server_with(
     config: ModelConfig,
     infer: InferConfig,
 ) -> Result<SocketAddr, rerankd::Error> {
+    start_server_wrapped(config, infer, |scorer| scorer)
+}
+
+/// `start_server_with`, every replica's real scorer passed through `wrap`
+/// (`server::load_with`).
+pub fn start_server_wrapped<S, W>(
+    config: ModelConfig,
+    infer: InferConfig,
+    wrap: W,
+) -> Result<SocketAddr, rerankd::Error>
+where
+    S: Scorer + 'static,
+    W: Fn(TorchScorer) -> S + Clone + Send + 'static,
+{
     let (ready, started) = mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -69,7 +84,7 @@ pub fn start_server_with(
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let loaded = match server::load(&config, infer).await {
+            let loaded = match server::load_with(&config, infer, wrap).await {
                 Ok(loaded) => loaded,
                 Err(error) => {
                     ready.send(Err(error)).unwrap();

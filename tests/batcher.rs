@@ -1,0 +1,198 @@
+//! End to end through the batcher: a real model on a real port, with an
+//! out-of-memory injector at the `Scorer` seam (`server::load_with`) moved
+//! mid-run, and several CPU workers sharing one queue.
+//!
+//! The injector wraps the real libtorch scorer: batches above its limit
+//! fail as a GPU's would ("out of memory"), every other batch is scored by
+//! the real model, so the scores compared are real.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use rerankd::config::InferConfig;
+use rerankd::grpc::pb;
+use rerankd::model::{DeviceSpec, PaddedBatch, ScoreError, Scorer};
+use tonic::Code;
+
+/// Fails every batch over `limit` padded tokens with an out-of-memory error.
+struct OutOfMemoryAbove<S> {
+    inner: S,
+    limit: Arc<AtomicUsize>,
+    injected: Arc<AtomicUsize>,
+}
+
+impl<S: Scorer> Scorer for OutOfMemoryAbove<S> {
+    fn score(&mut self, batch: &PaddedBatch) -> Result<Vec<f32>, ScoreError> {
+        let limit = self.limit.load(Ordering::SeqCst);
+        if batch.padded_tokens() > limit {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            return Err(ScoreError::OutOfMemory(format!(
+                "CUDA out of memory (injected: {} padded tokens over {limit})",
+                batch.padded_tokens()
+            )));
+        }
+        self.inner.score(batch)
+    }
+}
+
+/// No padding floor: requests share batches and pad, which is what the
+/// injector and the comparison with scores alone need.
+fn padding_config() -> InferConfig {
+    InferConfig {
+        min_padding_efficiency: Some(0.0),
+        max_batch_pairs: 16,
+        ..InferConfig::default()
+    }
+}
+
+/// Documents of 1 to 30 words, different per request.
+fn documents(request: usize, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|d| {
+            let words = 1 + (request * 7 + d * 11) % 30;
+            (0..words)
+                .map(|w| ["river", "city", "market", "stone", "light"][(w + d + request) % 5])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+async fn raw_scores(
+    client: &mut pb::reranker_client::RerankerClient<tonic::transport::Channel>,
+    query: &str,
+    documents: &[String],
+) -> Result<Vec<f32>, tonic::Status> {
+    let documents: Vec<&str> = documents.iter().map(String::as_str).collect();
+    let mut request = request(query, &documents);
+    request.raw_scores = true;
+    let response = client.rerank(request).await?.into_inner();
+    Ok(scores_by_index(&response, documents.len()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_memory_mid_run_loses_no_request_and_changes_no_score() {
+    let limit = Arc::new(AtomicUsize::new(usize::MAX));
+    let injected = Arc::new(AtomicUsize::new(0));
+    let (wrap_limit, wrap_injected) = (Arc::clone(&limit), Arc::clone(&injected));
+    let addr = start_server_wrapped(
+        model_config(model_dir("tiny-bert"), "fp32"),
+        padding_config(),
+        move |inner| OutOfMemoryAbove {
+            inner,
+            limit: Arc::clone(&wrap_limit),
+            injected: Arc::clone(&wrap_injected),
+        },
+    )
+    .unwrap();
+    let requests: Vec<(String, Vec<String>)> = (0..12)
+        .map(|r| (format!("where is the {r} market"), documents(r, 4 + r % 5)))
+        .collect();
+    let mut alone = Vec::new();
+    let mut client0 = client(addr).await;
+    for (query, documents) in &requests {
+        alone.push(raw_scores(&mut client0, query, documents).await.unwrap());
+    }
+    assert_eq!(injected.load(Ordering::SeqCst), 0);
+
+    // Every pair here is under 48 tokens; from now on any batch over 48
+    // padded tokens runs out of memory, i.e. nearly every batch of two or
+    // more pairs. The limit moves while the first requests are in flight.
+    let mut tasks = Vec::new();
+    for (r, (query, documents)) in requests.iter().enumerate() {
+        if r == 3 {
+            limit.store(48, Ordering::SeqCst);
+        }
+        let (query, documents) = (query.clone(), documents.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = client(addr).await;
+            raw_scores(&mut client, &query, &documents).await
+        }));
+    }
+    for (r, (task, alone)) in tasks.into_iter().zip(&alone).enumerate() {
+        let together = task
+            .await
+            .unwrap()
+            .unwrap_or_else(|s| panic!("request {r}: {s:?}"));
+        for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4,
+                "request {r} document {i}: {a} vs {b}"
+            );
+        }
+    }
+    assert!(
+        injected.load(Ordering::SeqCst) > 0,
+        "the injector never fired"
+    );
+    let stats = client0
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let device = &stats.devices[0];
+    assert!(device.oom_count > 0 && device.splits > 0, "{device:?}");
+    assert!(device.ceiling_tokens > 48, "{device:?}");
+    assert_eq!(stats.queued_pairs, 0);
+
+    // A pair that cannot fit even alone fails its own request only, with
+    // RESOURCE_EXHAUSTED naming its tokens; the server keeps serving.
+    let long = vec!["stone ".repeat(60)];
+    let status = raw_scores(&mut client0, "query", &long).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("tokens"), "{status:?}");
+    let again = raw_scores(&mut client0, &requests[0].0, &requests[0].1)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), alone[0].len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_cpu_workers_share_the_queue_and_agree_on_every_score() {
+    let mut config = model_config(model_dir("tiny-bert"), "fp32");
+    config.devices = vec![DeviceSpec::Cpu, DeviceSpec::Cpu];
+    let infer = InferConfig {
+        max_batch_pairs: 4,
+        ..padding_config()
+    };
+    let addr = start_server_with(config, infer).unwrap();
+    let mut client = client(addr).await;
+    let info = client
+        .model_info(pb::ModelInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.devices, vec!["cpu".to_string(), "cpu".to_string()]);
+
+    // 40 documents in batches of at most 4: while the first worker runs a
+    // batch, the queue still holds more, so the second worker gets some.
+    let documents = documents(1, 40);
+    let together = raw_scores(&mut client, "where is the market", &documents)
+        .await
+        .unwrap();
+    for (i, document) in documents.iter().enumerate() {
+        let alone = raw_scores(
+            &mut client,
+            "where is the market",
+            std::slice::from_ref(document),
+        )
+        .await
+        .unwrap();
+        assert!((alone[0] - together[i]).abs() <= 1e-4, "document {i}");
+    }
+    let stats = client
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.devices.len(), 2);
+    let pairs: Vec<u64> = stats.devices.iter().map(|d| d.pairs).collect();
+    assert_eq!(pairs.iter().sum::<u64>(), 80, "{stats:?}");
+    assert!(
+        pairs.iter().all(|&p| p > 0),
+        "both workers ran batches: {pairs:?}"
+    );
+}
