@@ -58,8 +58,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_DTYPE", default_value = "auto")]
     pub dtype: DtypeRequest,
 
-    /// libtorch intra-op threads per worker; 0 keeps libtorch's default (one
-    /// per physical core), shared out between several CPU workers.
+    /// libtorch intra-op threads per worker; 0 keeps libtorch's default for
+    /// one worker, and shares the logical CPUs out between several CPU
+    /// workers.
     #[arg(long, env = "RERANKD_THREADS", default_value_t = 0)]
     pub threads: usize,
 

@@ -21,6 +21,11 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    // Renamed when several devices arrived; ignoring it would quietly serve
+    // on the CPU a deployment that asked for a GPU.
+    if std::env::var_os("RERANKD_DEVICE").is_some() {
+        anyhow::bail!("RERANKD_DEVICE is no longer read: set RERANKD_DEVICES (a comma-separated list) instead");
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {

@@ -1,12 +1,13 @@
 //! Start-up and serving: load the model directory into a ready `Infer`, then
 //! serve gRPC on a listener until shutdown.
 //!
-//! Owns: the order of start-up (open the directory, resolve device and
-//! precision, load the tokenizer, start the model thread and warm it up,
-//! open the memory probe, start the batcher) and of shutdown (stop serving,
-//! then join the model thread). Must never: accept
-//! a connection before the model has run its warm-up, or run libtorch itself
-//! (the model thread does).
+//! Owns: the order of start-up (check the devices, open the directory, load
+//! the tokenizer; then per worker: resolve the precision, start its model
+//! thread, warm it up, open the memory probe and calibrate bytes per token;
+//! then check every worker serves one precision and start the batcher) and
+//! of shutdown (stop serving, then join every model thread). Must never:
+//! accept a connection before every model replica has run its warm-up, or
+//! run libtorch itself (the model threads do).
 
 use std::future::Future;
 

@@ -88,6 +88,7 @@ fn help_explains_every_flag_and_its_env_var() {
         "RERANKD_DTYPE",
         "RERANKD_THREADS",
         "RERANKD_MAX_MESSAGE_BYTES",
+        "RERANKD_MIN_PADDING_EFFICIENCY",
     ] {
         assert!(help.contains(env), "--help lacks {env}:\n{help}");
     }
@@ -111,4 +112,24 @@ fn a_bad_model_dir_fails_start_up_with_a_message() {
         stderr.contains("/no/such/model") && stderr.contains("export_model.py"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_old_device_variable_is_refused_not_ignored() {
+    // A deployment that still sets RERANKD_DEVICE=cuda must not quietly
+    // serve on the CPU.
+    let output = Command::new(env!("CARGO_BIN_EXE_rerankd"))
+        .args([
+            "serve",
+            "--model",
+            "/no/such/model",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .env("RERANKD_DEVICE", "cuda")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("RERANKD_DEVICES"), "{stderr}");
 }

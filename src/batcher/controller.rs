@@ -212,19 +212,23 @@ impl Controller {
     pub fn on_oom(&mut self, padded_tokens: usize) {
         self.oom_count += 1;
         self.successes_in_a_row = 0;
-        // The allocator empties its cache before it gives up: count none.
-        self.cached_tokens = 0;
         self.ceiling = Some(Ceiling {
             tokens: padded_tokens,
-            free_bytes: self.last_reading.map(|r| r.free_bytes),
+            free_bytes: self.last_reading.map(|r| self.usable_bytes(r) as u64),
         });
         let halved = (padded_tokens.min(self.budget_tokens) / 2).max(1);
         self.budget_tokens = self.clamp(halved);
     }
 
+    /// Free memory plus the allocator's reserve that `reading` counted as
+    /// used. (After an out-of-memory error the allocator gets back the
+    /// failed attempt's blocks too, so the reserve is kept, not zeroed.)
+    fn usable_bytes(&self, reading: MemoryReading) -> f64 {
+        reading.free_bytes as f64 + self.reading_cached_tokens as f64 * self.bytes_per_token
+    }
+
     fn fits(&self, reading: MemoryReading) -> usize {
-        let reserved = self.reading_cached_tokens as f64 * self.bytes_per_token;
-        let usable = (reading.free_bytes as f64 + reserved) * self.config.safety_fraction;
+        let usable = self.usable_bytes(reading) * self.config.safety_fraction;
         (usable / self.bytes_per_token).floor() as usize
     }
 
@@ -239,7 +243,7 @@ impl Controller {
     fn memory_to_spare(&self) -> bool {
         match self.last_reading {
             Some(reading) => {
-                reading.free_bytes as f64
+                self.usable_bytes(reading)
                     >= reading.total_bytes as f64 * self.config.free_margin_fraction
             }
             None => true,
@@ -248,7 +252,7 @@ impl Controller {
 
     fn memory_grew_since(&self, ceiling: Ceiling) -> bool {
         match (ceiling.free_bytes, self.last_reading) {
-            (Some(then), Some(now)) => now.free_bytes > then,
+            (Some(then), Some(now)) => self.usable_bytes(now) > then as f64,
             // Without readings there is no evidence that memory grew.
             _ => false,
         }
@@ -338,12 +342,21 @@ mod tests {
         // calibration batch is 8 GiB usable.
         let warmed = Controller::new(config(), Some(reading(6))).warmed_up(2048);
         assert_eq!(warmed.budget_tokens(), 4096);
-        // After an out-of-memory error, nothing is assumed cached.
+        // An out-of-memory error halves the budget; the reserve stays
+        // usable (the allocator holds the failed attempt's blocks), so a
+        // reading near zero free afterwards does not collapse the budget.
         let mut controller = Controller::new(config(), Some(reading(8)));
         controller.on_success(4096);
         controller.on_oom(4096);
-        controller.on_memory(reading(4));
+        controller.on_memory(reading(0));
         assert_eq!(controller.budget_tokens(), 2048);
+        // Growth goes on: 6 GiB free + 4 GiB reserve is above the 8 GiB
+        // margin (raw free alone is not), and more than at the ceiling.
+        controller.on_memory(reading(6));
+        for _ in 0..6 {
+            controller.on_success(controller.budget_tokens());
+        }
+        assert_eq!(controller.budget_tokens(), 4096);
     }
 
     #[test]
