@@ -94,8 +94,9 @@ fn help_explains_every_flag_and_its_env_var() {
     }
 }
 
-#[test]
-fn a_bad_model_dir_fails_start_up_with_a_message() {
+/// Runs `rerankd serve` on a model directory that does not exist, with
+/// `env` added; returns its stderr once it has failed (as it must).
+fn serve_missing_model(env: &[(&str, &str)]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_rerankd"))
         .args([
             "serve",
@@ -104,10 +105,16 @@ fn a_bad_model_dir_fails_start_up_with_a_message() {
             "--addr",
             "127.0.0.1:0",
         ])
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_bad_model_dir_fails_start_up_with_a_message() {
+    let stderr = serve_missing_model(&[]);
     assert!(
         stderr.contains("/no/such/model") && stderr.contains("export_model.py"),
         "{stderr}"
@@ -118,18 +125,6 @@ fn a_bad_model_dir_fails_start_up_with_a_message() {
 fn the_old_device_variable_is_refused_not_ignored() {
     // A deployment that still sets RERANKD_DEVICE=cuda must not quietly
     // serve on the CPU.
-    let output = Command::new(env!("CARGO_BIN_EXE_rerankd"))
-        .args([
-            "serve",
-            "--model",
-            "/no/such/model",
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .env("RERANKD_DEVICE", "cuda")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = serve_missing_model(&[("RERANKD_DEVICE", "cuda")]);
     assert!(stderr.contains("RERANKD_DEVICES"), "{stderr}");
 }

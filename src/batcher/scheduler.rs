@@ -564,6 +564,20 @@ mod tests {
         (thread, Batcher::start(config, vec![worker("fake", client)]))
     }
 
+    /// A model thread whose every batch waits until the returned sender
+    /// sends or is dropped: a test holds the model busy with it.
+    async fn held_model() -> (ModelThread, ModelClient, std::sync::mpsc::Sender<()>) {
+        let (open_gate, gate) = std::sync::mpsc::channel();
+        let (thread, client, ()) = ModelThread::start(move || {
+            let mut scorer = FakeScorer::with_limit(usize::MAX);
+            scorer.gate = Some(gate);
+            Ok((scorer, None, ()))
+        })
+        .await
+        .unwrap();
+        (thread, client, open_gate)
+    }
+
     fn worker(device: &str, model: ModelClient) -> Worker {
         Worker {
             device: device.into(),
@@ -644,14 +658,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn admission_refuses_past_the_bound_with_a_retry_hint() {
-        let (open_gate, gate) = std::sync::mpsc::channel();
-        let (_thread, client, ()) = ModelThread::start(move || {
-            let mut scorer = FakeScorer::with_limit(usize::MAX);
-            scorer.gate = Some(gate);
-            Ok((scorer, None, ()))
-        })
-        .await
-        .unwrap();
+        let (_thread, client, open_gate) = held_model().await;
         let config = BatcherConfig {
             max_queued_pairs: 100,
             ..config()
@@ -688,14 +695,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_go_to_the_idle_worker_and_each_worker_has_its_own_budget() {
         // Worker 0 is held busy on its first batch; worker 1 is free.
-        let (open_gate, gate) = std::sync::mpsc::channel();
-        let (_held, held_client, ()) = ModelThread::start(move || {
-            let mut scorer = FakeScorer::with_limit(usize::MAX);
-            scorer.gate = Some(gate);
-            Ok((scorer, None, ()))
-        })
-        .await
-        .unwrap();
+        let (_held, held_client, open_gate) = held_model().await;
         let (_free, free_client, ()) =
             ModelThread::start(|| Ok((FakeScorer::with_limit(usize::MAX), None, ())))
                 .await
