@@ -1,5 +1,6 @@
 //! `Infer`: one rerank request from validated text to ranked results —
-//! tokenize, score through the shared batcher, sort, cut to top_n, normalise.
+//! tokenize, score through the shared batcher, sort, cut to top_n, normalise
+//! — and one ScorePairs request to scores in input order.
 //!
 //! Owns: request validation, the ranking order (raw score descending, ties
 //! in input order) and usage/timing accounting; scoring goes through the
@@ -14,7 +15,7 @@ use crate::batcher::scheduler::{Batcher, BatcherStats};
 use crate::config::InferConfig;
 use crate::error::Error;
 use crate::model::{Activation, DeviceSpec, Dtype, ScoreError};
-use crate::tokenize::PairTokenizer;
+use crate::tokenize::{EncodedRequest, PairTokenizer};
 
 /// What the server runs, as `ModelInfo` reports it.
 #[derive(Debug, Clone)]
@@ -43,6 +44,27 @@ pub struct RerankQuery {
     pub truncate: bool,
     /// When the client stops waiting (its gRPC deadline), if it said.
     pub deadline: Option<Instant>,
+}
+
+/// A ScorePairs request, already out of its wire format.
+#[derive(Debug, Clone)]
+pub struct PairsQuery {
+    /// (query, document), scored in this order.
+    pub pairs: Vec<(String, String)>,
+    /// Apply the model's activation (sigmoid, cosine01) to each score.
+    pub normalize: bool,
+    pub truncate: bool,
+    /// A window shorter than the model's; `None` means the model's.
+    pub max_length: Option<usize>,
+    pub deadline: Option<Instant>,
+}
+
+/// One score per pair, in request order.
+#[derive(Debug, Clone)]
+pub struct ScoredPairs {
+    pub scores: Vec<f32>,
+    pub usage: Usage,
+    pub timings: Timings,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,51 +142,12 @@ impl Infer {
         } = query;
 
         let tokenizer = Arc::clone(&self.tokenizer);
-        let (encoded, documents) = tokio::task::spawn_blocking(move || {
+        let (encoded, documents) = tokenize(move || {
             let encoded = tokenizer.encode_request(&query, &documents, truncate)?;
-            Ok::<_, Error>((encoded, documents))
+            Ok((encoded, documents))
         })
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "the tokenizing task failed");
-            Error::Tokenizer("tokenizing the request failed unexpectedly".into())
-        })??;
-        let tokenize = started.elapsed();
-        let usage = Usage {
-            pairs: encoded.pairs.len(),
-            tokens: encoded.tokens,
-            truncated: encoded.truncated,
-        };
-        let lengths: Vec<usize> = encoded.pairs.iter().map(|p| p.len()).collect();
-
-        let scored = self.batcher.score(encoded.pairs, deadline).await?;
-        let raw = scored
-            .scores
-            .into_iter()
-            .enumerate()
-            .map(|(index, result)| {
-                result.map_err(|error| match error {
-                    ScoreError::OutOfMemory(message) => Error::OutOfMemory {
-                        index,
-                        tokens: lengths[index],
-                        message,
-                    },
-                    ScoreError::Failed(message) => Error::Inference(message),
-                })
-            })
-            .collect::<Result<Vec<f32>, Error>>()?;
-        let mut timings = Timings {
-            tokenize,
-            queue: scored.queued,
-            inference: scored.inference,
-            total: Duration::ZERO,
-        };
-        if let Some(index) = raw.iter().position(|s| !s.is_finite()) {
-            return Err(Error::Inference(format!(
-                "the model returned a non-finite score ({}) for document {index}",
-                raw[index]
-            )));
-        }
+        .await?;
+        let (raw, usage, mut timings) = self.score_encoded(encoded, deadline, started).await?;
         let activation = (!raw_scores).then_some(self.info.activation);
         let results = rank(&raw, top_n, activation)
             .into_iter()
@@ -181,6 +164,133 @@ impl Infer {
             timings,
         })
     }
+
+    /// Scores pairs that each carry their own query, in input order.
+    pub async fn score_pairs(&self, query: PairsQuery) -> Result<ScoredPairs, Error> {
+        let started = Instant::now();
+        validate_pairs(&query, &self.config, self.info.max_length)?;
+        let PairsQuery {
+            pairs,
+            normalize,
+            truncate,
+            max_length,
+            deadline,
+        } = query;
+        let tokenizer = Arc::clone(&self.tokenizer);
+        let encoded = tokenize(move || match max_length {
+            Some(length) if length < tokenizer.max_length() => tokenizer
+                .with_max_length(length)?
+                .encode_pairs(&pairs, truncate),
+            _ => tokenizer.encode_pairs(&pairs, truncate),
+        })
+        .await?;
+        let (raw, usage, mut timings) = self.score_encoded(encoded, deadline, started).await?;
+        let scores = if normalize {
+            raw.iter().map(|&s| self.info.activation.apply(s)).collect()
+        } else {
+            raw
+        };
+        timings.total = started.elapsed();
+        Ok(ScoredPairs {
+            scores,
+            usage,
+            timings,
+        })
+    }
+
+    /// Scores tokenized pairs through the batcher: raw scores in input
+    /// order (all finite), usage, and timings so far (`total` left unset).
+    async fn score_encoded(
+        &self,
+        encoded: EncodedRequest,
+        deadline: Option<Instant>,
+        started: Instant,
+    ) -> Result<(Vec<f32>, Usage, Timings), Error> {
+        let tokenize = started.elapsed();
+        let usage = Usage {
+            pairs: encoded.pairs.len(),
+            tokens: encoded.tokens,
+            truncated: encoded.truncated,
+        };
+        let lengths: Vec<usize> = encoded.pairs.iter().map(|p| p.len()).collect();
+        let scored = self.batcher.score(encoded.pairs, deadline).await?;
+        let raw = scored
+            .scores
+            .into_iter()
+            .enumerate()
+            .map(|(index, result)| {
+                result.map_err(|error| match error {
+                    ScoreError::OutOfMemory(message) => Error::OutOfMemory {
+                        index,
+                        tokens: lengths[index],
+                        message,
+                    },
+                    ScoreError::Failed(message) => Error::Inference(message),
+                })
+            })
+            .collect::<Result<Vec<f32>, Error>>()?;
+        if let Some(index) = raw.iter().position(|s| !s.is_finite()) {
+            return Err(Error::Inference(format!(
+                "the model returned a non-finite score ({}) for pair {index}",
+                raw[index]
+            )));
+        }
+        let timings = Timings {
+            tokenize,
+            queue: scored.queued,
+            inference: scored.inference,
+            total: Duration::ZERO,
+        };
+        Ok((raw, usage, timings))
+    }
+}
+
+/// Runs tokenizer work on a blocking thread, never on a tokio worker.
+async fn tokenize<T, F>(work: F) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        tracing::error!(error = %e, "the tokenizing task failed");
+        Error::Tokenizer("tokenizing the request failed unexpectedly".into())
+    })?
+}
+
+fn validate_pairs(query: &PairsQuery, config: &InferConfig, window: usize) -> Result<(), Error> {
+    if query.pairs.is_empty() {
+        return Err(Error::InvalidArgument(
+            "pairs is empty; send at least one (query, document) pair".into(),
+        ));
+    }
+    if query.pairs.len() > config.max_documents {
+        return Err(Error::InvalidArgument(format!(
+            "{} pairs is over this server's limit of {} per request; split the request \
+             (the limit is --max-documents)",
+            query.pairs.len(),
+            config.max_documents
+        )));
+    }
+    if let Some(index) = query.pairs.iter().position(|(q, _)| q.trim().is_empty()) {
+        return Err(Error::InvalidArgument(format!(
+            "pair {index} has an empty query; every pair needs the text to score against"
+        )));
+    }
+    if let Some(length) = query.max_length {
+        if length > window {
+            return Err(Error::InvalidArgument(format!(
+                "max_length {length} is over the model's window of {window} tokens; \
+                 send 0 for the model's window or a smaller value"
+            )));
+        }
+        if length < 4 {
+            return Err(Error::InvalidArgument(format!(
+                "max_length {length} leaves no room for a pair and its special tokens; \
+                 send 0 for the model's window or at least 4"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn validate(query: &RerankQuery, config: &InferConfig) -> Result<(), Error> {

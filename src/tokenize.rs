@@ -37,6 +37,16 @@ pub struct EncodedRequest {
     pub truncated: usize,
 }
 
+impl EncodedRequest {
+    fn new(pairs: Vec<EncodedPair>) -> Self {
+        EncodedRequest {
+            tokens: pairs.iter().map(EncodedPair::len).sum(),
+            truncated: pairs.iter().filter(|p| p.truncated).count(),
+            pairs,
+        }
+    }
+}
+
 impl PairTokenizer {
     pub fn from_file(path: &Path, max_length: usize) -> Result<Self, Error> {
         let mut whole = Tokenizer::from_file(path).map_err(|e| Error::ModelDir {
@@ -44,11 +54,23 @@ impl PairTokenizer {
             reason: format!("tokenizer.json cannot be loaded: {e}"),
         })?;
         whole.with_padding(None);
-        let truncation_error = |e| Error::ModelDir {
+        whole.with_truncation(None).map_err(|e| Error::ModelDir {
             path: path.to_path_buf(),
-            reason: format!("tokenizer.json rejects truncation to {max_length}: {e}"),
-        };
-        whole.with_truncation(None).map_err(truncation_error)?;
+            reason: format!("tokenizer.json rejects turning truncation off: {e}"),
+        })?;
+        Self::from_whole(whole, max_length).map_err(|e| Error::ModelDir {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The same tokenizer with a shorter window, for a request that asks
+    /// for one (ScorePairs' max_length). Clones the vocabulary: CPU work.
+    pub fn with_max_length(&self, max_length: usize) -> Result<Self, Error> {
+        Self::from_whole(self.whole.clone(), max_length)
+    }
+
+    fn from_whole(whole: Tokenizer, max_length: usize) -> Result<Self, Error> {
         let with_strategy = |strategy| -> Result<Tokenizer, Error> {
             let mut tokenizer = whole.clone();
             tokenizer
@@ -58,7 +80,9 @@ impl PairTokenizer {
                     strategy,
                     stride: 0,
                 }))
-                .map_err(truncation_error)?;
+                .map_err(|e| {
+                    Error::Tokenizer(format!("cannot truncate to {max_length} tokens: {e}"))
+                })?;
             Ok(tokenizer)
         };
         Ok(PairTokenizer {
@@ -80,15 +104,26 @@ impl PairTokenizer {
         documents: &[String],
         truncate: bool,
     ) -> Result<EncodedRequest, Error> {
-        let mut pairs = Vec::with_capacity(documents.len());
-        for (index, document) in documents.iter().enumerate() {
-            pairs.push(self.encode_pair(query, document, index, truncate)?);
-        }
-        Ok(EncodedRequest {
-            tokens: pairs.iter().map(EncodedPair::len).sum(),
-            truncated: pairs.iter().filter(|p| p.truncated).count(),
-            pairs,
-        })
+        let pairs = documents
+            .iter()
+            .enumerate()
+            .map(|(index, document)| self.encode_pair(query, document, index, truncate))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EncodedRequest::new(pairs))
+    }
+
+    /// Encodes pairs that each carry their own query (ScorePairs).
+    pub fn encode_pairs(
+        &self,
+        pairs: &[(String, String)],
+        truncate: bool,
+    ) -> Result<EncodedRequest, Error> {
+        let encoded = pairs
+            .iter()
+            .enumerate()
+            .map(|(index, (query, document))| self.encode_pair(query, document, index, truncate))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EncodedRequest::new(encoded))
     }
 
     /// Encodes one pair; `index` names the document in errors.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use super::pb::{self, reranker_server::Reranker};
-use crate::infer::{Infer, RerankQuery, Reranked};
+use crate::infer::{Infer, PairsQuery, RerankQuery, Reranked, Timings, Usage};
 
 pub struct RerankService {
     infer: Infer,
@@ -47,6 +47,23 @@ fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
+fn to_usage(usage: &Usage) -> pb::Usage {
+    pb::Usage {
+        pairs: usage.pairs as u32,
+        tokens: usage.tokens as u64,
+        truncated: usage.truncated as u32,
+    }
+}
+
+fn to_timings(timings: &Timings) -> pb::Timings {
+    pb::Timings {
+        tokenize_us: micros(timings.tokenize),
+        queue_us: micros(timings.queue),
+        inference_us: micros(timings.inference),
+        total_us: micros(timings.total),
+    }
+}
+
 fn to_response(reranked: Reranked, request_id: String, model: &str) -> pb::RerankResponse {
     pb::RerankResponse {
         results: reranked
@@ -58,17 +75,8 @@ fn to_response(reranked: Reranked, request_id: String, model: &str) -> pb::Reran
                 document: r.document,
             })
             .collect(),
-        usage: Some(pb::Usage {
-            pairs: reranked.usage.pairs as u32,
-            tokens: reranked.usage.tokens as u64,
-            truncated: reranked.usage.truncated as u32,
-        }),
-        timings: Some(pb::Timings {
-            tokenize_us: micros(reranked.timings.tokenize),
-            queue_us: micros(reranked.timings.queue),
-            inference_us: micros(reranked.timings.inference),
-            total_us: micros(reranked.timings.total),
-        }),
+        usage: Some(to_usage(&reranked.usage)),
+        timings: Some(to_timings(&reranked.timings)),
         request_id,
         model: model.to_string(),
     }
@@ -97,6 +105,33 @@ impl Reranker for RerankService {
             request.request_id,
             &self.infer.info().name,
         )))
+    }
+
+    async fn score_pairs(
+        &self,
+        request: Request<pb::ScorePairsRequest>,
+    ) -> Result<Response<pb::ScorePairsResponse>, Status> {
+        let deadline = grpc_deadline(request.metadata());
+        let request = request.into_inner();
+        let query = PairsQuery {
+            pairs: request
+                .pairs
+                .into_iter()
+                .map(|pair| (pair.query, pair.document))
+                .collect(),
+            normalize: request.normalize,
+            truncate: request.truncate.unwrap_or(true),
+            max_length: (request.max_length > 0).then_some(request.max_length as usize),
+            deadline,
+        };
+        let scored = self.infer.score_pairs(query).await?;
+        Ok(Response::new(pb::ScorePairsResponse {
+            scores: scored.scores,
+            usage: Some(to_usage(&scored.usage)),
+            timings: Some(to_timings(&scored.timings)),
+            request_id: request.request_id,
+            model: self.infer.info().name.clone(),
+        }))
     }
 
     async fn stats(
