@@ -6,6 +6,7 @@
 //! convert and call `Infer`).
 
 pub mod service;
+pub mod stream;
 
 /// Generated from `proto/rerank/v1/rerank.proto`.
 #[allow(clippy::all)]

@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::{self, reranker_server::Reranker};
+use super::stream;
 use crate::infer::{Infer, PairsQuery, RerankQuery, Reranked, Timings, Usage};
 
 pub struct RerankService {
@@ -64,7 +65,24 @@ fn to_timings(timings: &Timings) -> pb::Timings {
     }
 }
 
-fn to_response(reranked: Reranked, request_id: String, model: &str) -> pb::RerankResponse {
+/// A RerankRequest as `infer` takes it.
+pub(super) fn to_query(request: pb::RerankRequest, deadline: Option<Instant>) -> RerankQuery {
+    RerankQuery {
+        query: request.query,
+        documents: request.documents,
+        top_n: request.top_n as usize,
+        return_documents: request.return_documents,
+        raw_scores: request.raw_scores,
+        truncate: request.truncate.unwrap_or(true),
+        deadline,
+    }
+}
+
+pub(super) fn to_response(
+    reranked: Reranked,
+    request_id: String,
+    model: &str,
+) -> pb::RerankResponse {
     pb::RerankResponse {
         results: reranked
             .results
@@ -90,20 +108,24 @@ impl Reranker for RerankService {
     ) -> Result<Response<pb::RerankResponse>, Status> {
         let deadline = grpc_deadline(request.metadata());
         let request = request.into_inner();
-        let query = RerankQuery {
-            query: request.query,
-            documents: request.documents,
-            top_n: request.top_n as usize,
-            return_documents: request.return_documents,
-            raw_scores: request.raw_scores,
-            truncate: request.truncate.unwrap_or(true),
-            deadline,
-        };
-        let reranked = self.infer.rerank(query).await?;
+        let request_id = request.request_id.clone();
+        let reranked = self.infer.rerank(to_query(request, deadline)).await?;
         Ok(Response::new(to_response(
             reranked,
-            request.request_id,
+            request_id,
             &self.infer.info().name,
+        )))
+    }
+
+    type RerankStreamStream = stream::AnswerStream;
+
+    async fn rerank_stream(
+        &self,
+        request: Request<Streaming<pb::RerankRequest>>,
+    ) -> Result<Response<Self::RerankStreamStream>, Status> {
+        Ok(Response::new(stream::serve(
+            self.infer.clone(),
+            request.into_inner(),
         )))
     }
 

@@ -1,0 +1,94 @@
+//! `RerankStream`: many reranks multiplexed on one bidirectional stream,
+//! each answered as soon as it is done, tagged with its request id.
+//!
+//! Owns: reading the inbound stream, the per-stream bound on requests in
+//! work, turning one request's error into an answer (the stream goes on),
+//! and dropping a stream's work when the client goes away. Must never:
+//! buffer without bound (at most `MAX_IN_WORK` requests are worked on and
+//! at most `ANSWER_BUFFER` answers wait to be read; past either, it stops
+//! reading the client), or map an error to a status other than through
+//! `From<Error> for Status`.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::{Status, Streaming};
+
+use super::pb;
+use super::service::{to_query, to_response};
+use crate::infer::Infer;
+
+/// Requests of one stream worked on at once.
+pub const MAX_IN_WORK: usize = 64;
+/// Answers waiting for the client to read them.
+const ANSWER_BUFFER: usize = 16;
+
+pub type AnswerStream = ReceiverStream<Result<pb::RerankStreamResponse, Status>>;
+
+/// Serves one stream: spawns its reader and returns the answers.
+pub fn serve(infer: Infer, mut inbound: Streaming<pb::RerankRequest>) -> AnswerStream {
+    let (answers, stream) = mpsc::channel(ANSWER_BUFFER);
+    tokio::spawn(async move {
+        let in_work = Arc::new(Semaphore::new(MAX_IN_WORK));
+        loop {
+            // Wait for room before reading on: a client that floods the
+            // stream, or stops reading answers, is held back by HTTP/2 flow
+            // control instead of by our memory.
+            let permit = tokio::select! {
+                permit = Arc::clone(&in_work).acquire_owned() => {
+                    permit.expect("the semaphore is never closed")
+                }
+                _ = answers.closed() => return,
+            };
+            let request = tokio::select! {
+                request = inbound.next() => request,
+                _ = answers.closed() => return,
+            };
+            let request = match request {
+                None => return, // The client finished sending; answers go on.
+                Some(Ok(request)) => request,
+                Some(Err(status)) => {
+                    let _ = answers.send(Err(status)).await;
+                    return;
+                }
+            };
+            let infer = infer.clone();
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let request_id = request.request_id.clone();
+                let model = infer.info().name.clone();
+                let query = to_query(request, None);
+                // The client going away drops the rerank, and with it the
+                // request's queued work.
+                let outcome = tokio::select! {
+                    reranked = infer.rerank(query) => reranked,
+                    _ = answers.closed() => return,
+                };
+                let outcome = match outcome {
+                    Ok(reranked) => pb::rerank_stream_response::Outcome::Response(to_response(
+                        reranked,
+                        request_id.clone(),
+                        &model,
+                    )),
+                    Err(error) => {
+                        let status = Status::from(error);
+                        pb::rerank_stream_response::Outcome::Error(pb::RequestError {
+                            code: status.code() as i32,
+                            message: status.message().to_string(),
+                        })
+                    }
+                };
+                let _ = answers
+                    .send(Ok(pb::RerankStreamResponse {
+                        request_id,
+                        outcome: Some(outcome),
+                    }))
+                    .await;
+            });
+        }
+    });
+    ReceiverStream::new(stream)
+}
