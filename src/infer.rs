@@ -257,20 +257,25 @@ where
     })?
 }
 
+/// At most `--max-documents` documents (or pairs) per request.
+fn within_limit(count: usize, what: &str, config: &InferConfig) -> Result<(), Error> {
+    if count > config.max_documents {
+        return Err(Error::InvalidArgument(format!(
+            "{count} {what} is over this server's limit of {} per request; split the request \
+             (the limit is --max-documents)",
+            config.max_documents
+        )));
+    }
+    Ok(())
+}
+
 fn validate_pairs(query: &PairsQuery, config: &InferConfig, window: usize) -> Result<(), Error> {
     if query.pairs.is_empty() {
         return Err(Error::InvalidArgument(
             "pairs is empty; send at least one (query, document) pair".into(),
         ));
     }
-    if query.pairs.len() > config.max_documents {
-        return Err(Error::InvalidArgument(format!(
-            "{} pairs is over this server's limit of {} per request; split the request \
-             (the limit is --max-documents)",
-            query.pairs.len(),
-            config.max_documents
-        )));
-    }
+    within_limit(query.pairs.len(), "pairs", config)?;
     if let Some(index) = query.pairs.iter().position(|(q, _)| q.trim().is_empty()) {
         return Err(Error::InvalidArgument(format!(
             "pair {index} has an empty query; every pair needs the text to score against"
@@ -304,15 +309,7 @@ fn validate(query: &RerankQuery, config: &InferConfig) -> Result<(), Error> {
             "documents is empty; send at least one document to rank".into(),
         ));
     }
-    if query.documents.len() > config.max_documents {
-        return Err(Error::InvalidArgument(format!(
-            "{} documents is over this server's limit of {} per request; split the request \
-             (the limit is --max-documents)",
-            query.documents.len(),
-            config.max_documents
-        )));
-    }
-    Ok(())
+    within_limit(query.documents.len(), "documents", config)
 }
 
 /// `(index, score)` best first by raw score, ties in input order, cut to
