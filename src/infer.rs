@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::batcher::scheduler::{Batcher, BatcherStats};
+use crate::batcher::scheduler::{Batcher, BatcherStats, Progress};
 use crate::config::InferConfig;
 use crate::error::Error;
 use crate::model::{Activation, DeviceSpec, Dtype, ScoreError};
@@ -129,6 +129,24 @@ impl Infer {
     }
 
     pub async fn rerank(&self, query: RerankQuery) -> Result<Reranked, Error> {
+        self.rerank_inner(query, None).await
+    }
+
+    /// `rerank`, also sending each batch's raw scores of this request to
+    /// `progress` (pair index, raw score) as the batch finishes.
+    pub async fn rerank_with_progress(
+        &self,
+        query: RerankQuery,
+        progress: Progress,
+    ) -> Result<Reranked, Error> {
+        self.rerank_inner(query, Some(progress)).await
+    }
+
+    async fn rerank_inner(
+        &self,
+        query: RerankQuery,
+        progress: Option<Progress>,
+    ) -> Result<Reranked, Error> {
         let started = Instant::now();
         validate(&query, &self.config)?;
         let RerankQuery {
@@ -147,7 +165,9 @@ impl Infer {
             Ok((encoded, documents))
         })
         .await?;
-        let (raw, usage, mut timings) = self.score_encoded(encoded, deadline, started).await?;
+        let (raw, usage, mut timings) = self
+            .score_encoded(encoded, deadline, started, progress)
+            .await?;
         let activation = (!raw_scores).then_some(self.info.activation);
         let results = rank(&raw, top_n, activation)
             .into_iter()
@@ -184,7 +204,8 @@ impl Infer {
             _ => tokenizer.encode_pairs(&pairs, truncate),
         })
         .await?;
-        let (raw, usage, mut timings) = self.score_encoded(encoded, deadline, started).await?;
+        let (raw, usage, mut timings) =
+            self.score_encoded(encoded, deadline, started, None).await?;
         let scores = if normalize {
             raw.iter().map(|&s| self.info.activation.apply(s)).collect()
         } else {
@@ -205,6 +226,7 @@ impl Infer {
         encoded: EncodedRequest,
         deadline: Option<Instant>,
         started: Instant,
+        progress: Option<Progress>,
     ) -> Result<(Vec<f32>, Usage, Timings), Error> {
         let tokenize = started.elapsed();
         let usage = Usage {
@@ -213,7 +235,14 @@ impl Infer {
             truncated: encoded.truncated,
         };
         let lengths: Vec<usize> = encoded.pairs.iter().map(|p| p.len()).collect();
-        let scored = self.batcher.score(encoded.pairs, deadline).await?;
+        let scored = match progress {
+            Some(progress) => {
+                self.batcher
+                    .score_with_progress(encoded.pairs, deadline, progress)
+                    .await?
+            }
+            None => self.batcher.score(encoded.pairs, deadline).await?,
+        };
         let raw = scored
             .scores
             .into_iter()

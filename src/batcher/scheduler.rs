@@ -117,7 +117,13 @@ struct Submission {
     deadline: Option<Instant>,
     arrived: Instant,
     reply: oneshot::Sender<Result<RequestScores, Error>>,
+    progress: Option<Progress>,
 }
+
+/// Where a request's scores go as each batch finishes: (pair index, raw
+/// score) of the pairs that batch scored. At most one message per batch,
+/// so it holds no more than the request's own pairs.
+pub type Progress = mpsc::UnboundedSender<Vec<(usize, f32)>>;
 
 /// Cheap to clone: every request path holds one.
 #[derive(Clone)]
@@ -188,6 +194,26 @@ impl Batcher {
         pairs: Vec<EncodedPair>,
         deadline: Option<Instant>,
     ) -> Result<RequestScores, Error> {
+        self.submit(pairs, deadline, None).await
+    }
+
+    /// `score`, also sending each batch's scores of this request to
+    /// `progress` as the batch finishes (before the final answer).
+    pub async fn score_with_progress(
+        &self,
+        pairs: Vec<EncodedPair>,
+        deadline: Option<Instant>,
+        progress: Progress,
+    ) -> Result<RequestScores, Error> {
+        self.submit(pairs, deadline, Some(progress)).await
+    }
+
+    async fn submit(
+        &self,
+        pairs: Vec<EncodedPair>,
+        deadline: Option<Instant>,
+        progress: Option<Progress>,
+    ) -> Result<RequestScores, Error> {
         let count = pairs.len();
         let before = self.queued_pairs.fetch_add(count, Ordering::SeqCst);
         if before + count > self.max_queued_pairs && before > 0 {
@@ -203,6 +229,7 @@ impl Batcher {
             deadline,
             arrived: Instant::now(),
             reply,
+            progress,
         };
         if self.submissions.send(submission).is_err() {
             self.queued_pairs.fetch_sub(count, Ordering::SeqCst);
@@ -234,6 +261,7 @@ struct PendingRequest {
     first_started: Option<Duration>,
     inference: Duration,
     reply: oneshot::Sender<Result<RequestScores, Error>>,
+    progress: Option<Progress>,
 }
 
 /// The rows of one batch in flight: (request, pair index).
@@ -430,6 +458,7 @@ impl Scheduler {
                 first_started: None,
                 inference: Duration::ZERO,
                 reply: submission.reply,
+                progress: submission.progress,
             },
         );
     }
@@ -482,6 +511,7 @@ impl Scheduler {
                 });
             }
         }
+        self.send_progress(&rows, &scored.scores);
         for ((id, index), score) in rows.into_iter().zip(scored.scores) {
             let Some(request) = self.pending.get_mut(&id) else {
                 continue; // Abandoned while its batch ran.
@@ -520,6 +550,24 @@ impl Scheduler {
         stats.controller = state;
         stats.splits += scored.record.splits as u64;
         stats.busy += scored.inference;
+    }
+
+    /// Sends each request that asked for progress the scores this batch
+    /// gave it (a closed receiver is the client's business: its request
+    /// goes on, or is dropped when its reply closes).
+    fn send_progress(&self, rows: &Rows, scores: &[Result<f32, ScoreError>]) {
+        let mut batches: HashMap<RequestId, Vec<(usize, f32)>> = HashMap::new();
+        for (&(id, index), score) in rows.iter().zip(scores) {
+            let wants = self.pending.get(&id).is_some_and(|r| r.progress.is_some());
+            if let (true, Ok(score)) = (wants, score) {
+                batches.entry(id).or_default().push((index, *score));
+            }
+        }
+        for (id, scores) in batches {
+            if let Some(progress) = self.pending.get(&id).and_then(|r| r.progress.as_ref()) {
+                let _ = progress.send(scores);
+            }
+        }
     }
 
     fn release(&self, pairs: usize) {

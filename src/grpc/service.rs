@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::{self, reranker_server::Reranker};
-use super::stream;
+use super::{progressive, stream};
 use crate::infer::{Infer, PairsQuery, RerankQuery, Reranked, Timings, Usage};
 
 pub struct RerankService {
@@ -114,6 +114,22 @@ impl Reranker for RerankService {
             reranked,
             request_id,
             &self.infer.info().name,
+        )))
+    }
+
+    type RerankProgressiveStream = progressive::ProgressStream;
+
+    async fn rerank_progressive(
+        &self,
+        request: Request<pb::RerankRequest>,
+    ) -> Result<Response<Self::RerankProgressiveStream>, Status> {
+        let deadline = grpc_deadline(request.metadata());
+        let request = request.into_inner();
+        let request_id = request.request_id.clone();
+        Ok(Response::new(progressive::serve(
+            self.infer.clone(),
+            to_query(request, deadline),
+            request_id,
         )))
     }
 

@@ -1,0 +1,84 @@
+//! `RerankProgressive`: one rerank streamed back as its batches finish —
+//! partial scores, then the final sorted response.
+//!
+//! Owns: forwarding a request's per-batch scores (normalised unless raw
+//! scores were asked for) and ending with the final response or the
+//! request's status. Must never: send a partial after the final message,
+//! buffer more than `ANSWER_BUFFER` messages for a client that does not read
+//! (per-batch scores wait in the batcher's per-request channel, which holds
+//! at most the request's own scores), or keep working for a client that has
+//! gone.
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::pb;
+use super::pb::rerank_progress::Update;
+use super::service::to_response;
+use crate::infer::{Infer, RerankQuery};
+
+const ANSWER_BUFFER: usize = 16;
+
+pub type ProgressStream = ReceiverStream<Result<pb::RerankProgress, Status>>;
+
+/// Serves one progressive rerank: spawns the work, returns the messages.
+pub fn serve(infer: Infer, query: RerankQuery, request_id: String) -> ProgressStream {
+    let (answers, stream) = mpsc::channel(ANSWER_BUFFER);
+    tokio::spawn(async move {
+        let total = query.documents.len() as u32;
+        let activation = (!query.raw_scores).then_some(infer.info().activation);
+        let (progress, mut partials) = mpsc::unbounded_channel::<Vec<(usize, f32)>>();
+        let rerank = infer.rerank_with_progress(query, progress);
+        tokio::pin!(rerank);
+        let mut scored = 0u32;
+        let partial = |batch: Vec<(usize, f32)>, scored: &mut u32| {
+            *scored += batch.len() as u32;
+            pb::RerankProgress {
+                update: Some(Update::Partial(pb::PartialResults {
+                    results: batch
+                        .into_iter()
+                        .map(|(index, score)| pb::RerankResult {
+                            index: index as u32,
+                            score: activation.map_or(score, |a| a.apply(score)),
+                            document: None,
+                        })
+                        .collect(),
+                    scored: *scored,
+                    total,
+                })),
+            }
+        };
+        let outcome = loop {
+            tokio::select! {
+                // Partials first: every batch's scores go out before the end.
+                biased;
+                Some(batch) = partials.recv() => {
+                    if answers.send(Ok(partial(batch, &mut scored))).await.is_err() {
+                        return; // The client has gone; dropping `rerank` drops its work.
+                    }
+                }
+                outcome = &mut rerank => break outcome,
+                _ = answers.closed() => return,
+            }
+        };
+        // The batcher sends a batch's partial before its answer: drain them.
+        while let Ok(batch) = partials.try_recv() {
+            if answers.send(Ok(partial(batch, &mut scored))).await.is_err() {
+                return;
+            }
+        }
+        let last = match outcome {
+            Ok(reranked) => Ok(pb::RerankProgress {
+                update: Some(Update::Final(to_response(
+                    reranked,
+                    request_id,
+                    &infer.info().name,
+                ))),
+            }),
+            Err(error) => Err(Status::from(error)),
+        };
+        let _ = answers.send(last).await;
+    });
+    ReceiverStream::new(stream)
+}
