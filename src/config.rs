@@ -68,6 +68,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_MAX_DOCUMENTS", default_value_t = 1000)]
     pub max_documents: usize,
 
+    /// Largest document (or query) one request may carry, in bytes of
+    /// UTF-8; more is INVALID_ARGUMENT naming the document. Texts past the
+    /// model's window are cut anyway, so this only bounds tokenizing work.
+    #[arg(long, env = "RERANKD_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024)]
+    pub max_document_bytes: usize,
+
     /// Most pairs the model runs in one forward pass. Batches hold pairs of
     /// every queued request, up to this many and up to the token budget.
     #[arg(long, env = "RERANKD_MAX_BATCH_PAIRS", default_value_t = 32)]
@@ -115,6 +121,8 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, Copy)]
 pub struct InferConfig {
     pub max_documents: usize,
+    /// Longest query or document, in bytes.
+    pub max_document_bytes: usize,
     /// At least 1.
     pub max_batch_pairs: usize,
     pub max_queue_delay: Duration,
@@ -143,6 +151,7 @@ impl Default for InferConfig {
     fn default() -> Self {
         InferConfig {
             max_documents: 1000,
+            max_document_bytes: 64 * 1024,
             max_batch_pairs: 32,
             max_queue_delay: Duration::from_millis(2),
             max_queued_pairs: 20_000,
@@ -179,6 +188,7 @@ impl ServeArgs {
     pub fn infer_config(&self) -> InferConfig {
         InferConfig {
             max_documents: self.max_documents,
+            max_document_bytes: self.max_document_bytes,
             max_batch_pairs: self.max_batch_pairs.max(1),
             max_queue_delay: Duration::from_millis(self.max_queue_delay_ms),
             max_queued_pairs: self.max_queued_pairs,

@@ -298,6 +298,19 @@ fn within_limit(count: usize, what: &str, config: &InferConfig) -> Result<(), Er
     Ok(())
 }
 
+/// At most `--max-document-bytes` per text.
+fn not_too_long(text: &str, what: &str, config: &InferConfig) -> Result<(), Error> {
+    if text.len() > config.max_document_bytes {
+        return Err(Error::InvalidArgument(format!(
+            "{what} is {} bytes, over this server's limit of {} per text; shorten it \
+             (the limit is --max-document-bytes)",
+            text.len(),
+            config.max_document_bytes
+        )));
+    }
+    Ok(())
+}
+
 fn validate_pairs(query: &PairsQuery, config: &InferConfig, window: usize) -> Result<(), Error> {
     if query.pairs.is_empty() {
         return Err(Error::InvalidArgument(
@@ -305,6 +318,10 @@ fn validate_pairs(query: &PairsQuery, config: &InferConfig, window: usize) -> Re
         ));
     }
     within_limit(query.pairs.len(), "pairs", config)?;
+    for (index, (q, document)) in query.pairs.iter().enumerate() {
+        not_too_long(q, &format!("pair {index}'s query"), config)?;
+        not_too_long(document, &format!("pair {index}'s document"), config)?;
+    }
     if let Some(index) = query.pairs.iter().position(|(q, _)| q.trim().is_empty()) {
         return Err(Error::InvalidArgument(format!(
             "pair {index} has an empty query; every pair needs the text to score against"
@@ -338,7 +355,12 @@ fn validate(query: &RerankQuery, config: &InferConfig) -> Result<(), Error> {
             "documents is empty; send at least one document to rank".into(),
         ));
     }
-    within_limit(query.documents.len(), "documents", config)
+    within_limit(query.documents.len(), "documents", config)?;
+    not_too_long(&query.query, "the query", config)?;
+    for (index, document) in query.documents.iter().enumerate() {
+        not_too_long(document, &format!("document {index}"), config)?;
+    }
+    Ok(())
 }
 
 /// `(index, score)` best first by raw score, ties in input order, cut to
@@ -412,5 +434,14 @@ mod tests {
         assert!(message(query("q", &[])).contains("documents is empty"));
         assert!(message(query("q", &["a", "b", "c"])).contains("3 documents is over"));
         assert!(validate(&query("q", &["", "b"]), &config).is_ok());
+        let config = InferConfig {
+            max_document_bytes: 4,
+            ..InferConfig::default()
+        };
+        let error = validate(&query("q", &["abcd", "abcde"]), &config).unwrap_err();
+        assert!(error
+            .to_string()
+            .contains("document 1 is 5 bytes, over this server's limit of 4"));
+        assert!(validate(&query("abcd", &["abcd"]), &config).is_ok());
     }
 }

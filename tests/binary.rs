@@ -89,6 +89,7 @@ fn help_explains_every_flag_and_its_env_var() {
         "RERANKD_THREADS",
         "RERANKD_MAX_MESSAGE_BYTES",
         "RERANKD_MIN_PADDING_EFFICIENCY",
+        "RERANKD_MAX_DOCUMENT_BYTES",
     ] {
         assert!(help.contains(env), "--help lacks {env}:\n{help}");
     }

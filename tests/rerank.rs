@@ -500,3 +500,18 @@ async fn stats_report_the_batches_the_server_ran() {
     assert!(device.busy_micros > 0, "{device:?}");
     assert_eq!(after.queued_pairs, 0);
 }
+
+#[tokio::test]
+async fn a_thousand_documents_of_four_kilobytes_fit_in_one_request() {
+    // ~4 MB of text: over tonic's 4 MiB default, under our --max-message-bytes.
+    let addr = shared_server("tiny-bert", "fp32");
+    let mut client = client(addr).await;
+    let document = "river ".repeat(4096 / 6);
+    let documents: Vec<&str> = (0..1000).map(|_| document.as_str()).collect();
+    let mut request = request("where is the river", &documents);
+    request.top_n = 3;
+    let response = client.rerank(request).await.unwrap().into_inner();
+    assert_eq!(response.results.len(), 3);
+    let usage = response.usage.unwrap();
+    assert_eq!((usage.pairs, usage.truncated), (1000, 1000));
+}
