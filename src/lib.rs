@@ -7,8 +7,9 @@
 //! - [`grpc`]: generated protobuf code and the `rerank.v1.Reranker` handlers.
 //! - [`infer`]: one request from text to ranked results.
 //! - [`tokenize`]: (query, document) text to token ids.
-//! - [`batcher`]: batch sizing (controller), batch cutting (queue) and
-//!   split-and-retry on out-of-memory.
+//! - [`batcher`]: batch sizing (controller, calibration), batch cutting
+//!   (queue), the scheduler that feeds every worker, and split-and-retry on
+//!   out-of-memory.
 //! - [`gpu`]: the `MemoryProbe` seam and its NVML implementation.
 //! - [`model`]: the model directory, precision, padded batches, the `Scorer`
 //!   seam, its libtorch implementation and the model thread.

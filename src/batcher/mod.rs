@@ -1,7 +1,9 @@
 //! The adaptive batcher: one queue that every RPC feeds, a controller per
 //! device that sizes batches from free memory, and workers that run them.
 //!
-//! Owns: batch sizing and, as it lands, queueing and retry on out-of-memory.
+//! Owns: queueing (`queue`), batch sizing per worker (`controller`, seeded
+//! by `calibrate` at warm-up), handing batches to the first idle worker
+//! (`scheduler`) and retry on out-of-memory (`split`).
 //! Must never: know about tonic or protobuf, or read a clock or device inside
 //! its pure parts (`controller`).
 
