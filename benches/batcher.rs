@@ -24,7 +24,7 @@ use rerankd::grpc::pb::reranker_client::RerankerClient;
 use rerankd::model::torch::TorchScorer;
 use rerankd::model::{DeviceSpec, DtypeRequest, EncodedPair, ModelDir, PaddedBatch, Scorer};
 use rerankd::server;
-use rerankd::tokenize::PairTokenizer;
+use rerankd::tokenize::{Overflow, PairTokenizer, Side};
 use tonic::transport::Channel;
 
 const CLIENTS: usize = 16;
@@ -205,7 +205,9 @@ fn main() {
     let tokenizer = PairTokenizer::from_file(&dir.tokenizer_file(), spec.max_length).unwrap();
     let total = CLIENTS * REQUESTS_PER_CLIENT * DOCUMENTS_PER_REQUEST;
     let docs = documents(total);
-    let encoded = tokenizer.encode_request(QUERY, &docs, true).unwrap();
+    let encoded = tokenizer
+        .encode_request(QUERY, &docs, tokenizer.fit(Overflow::Truncate(Side::Right)))
+        .unwrap();
     println!(
         "model {} ({}), {total} pairs, {} tokens, {dtype}, {} libtorch threads, best of {rounds} rounds",
         spec.name,

@@ -74,6 +74,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024)]
     pub max_document_bytes: usize,
 
+    /// Most windows one document may be split into when a request asks for
+    /// chunking; more is INVALID_ARGUMENT naming the document. 64 windows of
+    /// a 512-token model cover about 24,000 tokens of document.
+    #[arg(long, env = "RERANKD_MAX_CHUNKS_PER_DOCUMENT", default_value_t = 64)]
+    pub max_chunks_per_document: usize,
+
     /// Most pairs the model runs in one forward pass. Batches hold pairs of
     /// every queued request, up to this many and up to the token budget.
     #[arg(long, env = "RERANKD_MAX_BATCH_PAIRS", default_value_t = 32)]
@@ -123,6 +129,8 @@ pub struct InferConfig {
     pub max_documents: usize,
     /// Longest query or document, in bytes.
     pub max_document_bytes: usize,
+    /// Most windows per chunked document; at least 1.
+    pub max_chunks_per_document: usize,
     /// At least 1.
     pub max_batch_pairs: usize,
     pub max_queue_delay: Duration,
@@ -152,6 +160,7 @@ impl Default for InferConfig {
         InferConfig {
             max_documents: 1000,
             max_document_bytes: 64 * 1024,
+            max_chunks_per_document: 64,
             max_batch_pairs: 32,
             max_queue_delay: Duration::from_millis(2),
             max_queued_pairs: 20_000,
@@ -189,6 +198,7 @@ impl ServeArgs {
         InferConfig {
             max_documents: self.max_documents,
             max_document_bytes: self.max_document_bytes,
+            max_chunks_per_document: self.max_chunks_per_document.max(1),
             max_batch_pairs: self.max_batch_pairs.max(1),
             max_queue_delay: Duration::from_millis(self.max_queue_delay_ms),
             max_queued_pairs: self.max_queued_pairs,

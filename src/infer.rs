@@ -1,6 +1,7 @@
 //! `Infer`: one rerank request from validated text to ranked results —
-//! tokenize, score through the shared batcher, sort, cut to top_n, normalise
-//! — and one ScorePairs request to scores in input order.
+//! tokenize, score through the shared batcher, fold windows of chunked
+//! documents, sort, cut to top_n, normalise — and one ScorePairs request to
+//! scores in input order.
 //!
 //! Owns: request validation, the ranking order (raw score descending, ties
 //! in input order) and usage/timing accounting; scoring goes through the
@@ -11,11 +12,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::batcher::scheduler::{Batcher, BatcherStats, Progress};
+use tokio::sync::mpsc;
+
+use crate::aggregate::{Aggregate, Gather};
+use crate::batcher::scheduler::{Batcher, BatcherStats, Progress, RequestScores};
 use crate::config::InferConfig;
 use crate::error::Error;
-use crate::model::{Activation, DeviceSpec, Dtype, ScoreError};
-use crate::tokenize::{EncodedRequest, PairTokenizer};
+use crate::model::{Activation, DeviceSpec, Dtype, EncodedPair, ScoreError};
+use crate::tokenize::{ChunkPlan, EncodedRequest, Fit, Overflow, PairTokenizer, Side};
 
 /// What the server runs, as `ModelInfo` reports it.
 #[derive(Debug, Clone)]
@@ -32,6 +36,53 @@ pub struct ModelInfo {
     pub uses_token_type_ids: bool,
 }
 
+/// What to do with a document that makes a pair longer than the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LongDocuments {
+    /// Cut it to the window; when false (and no chunking) the request fails.
+    pub truncate: bool,
+    /// Which end a cut removes.
+    pub side: Side,
+    /// Split it into overlapping windows instead; overrides `truncate`.
+    pub chunking: Option<Chunking>,
+}
+
+impl Default for LongDocuments {
+    fn default() -> Self {
+        LongDocuments {
+            truncate: true,
+            side: Side::Right,
+            chunking: None,
+        }
+    }
+}
+
+/// Split long documents into windows and score each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Chunking {
+    /// Tokens shared by neighbouring windows; `None`: the default.
+    pub overlap: Option<usize>,
+    /// How window scores become the document's score.
+    pub aggregate: Aggregate,
+}
+
+impl LongDocuments {
+    fn overflow(&self, config: &InferConfig) -> Overflow {
+        match (self.chunking, self.truncate) {
+            (Some(chunking), _) => Overflow::Chunk(ChunkPlan {
+                overlap: chunking.overlap,
+                max_chunks: config.max_chunks_per_document,
+            }),
+            (None, true) => Overflow::Truncate(self.side),
+            (None, false) => Overflow::Refuse,
+        }
+    }
+
+    fn aggregate(&self) -> Aggregate {
+        self.chunking.map(|c| c.aggregate).unwrap_or_default()
+    }
+}
+
 /// A rerank request, already out of its wire format.
 #[derive(Debug, Clone)]
 pub struct RerankQuery {
@@ -41,7 +92,7 @@ pub struct RerankQuery {
     pub top_n: usize,
     pub return_documents: bool,
     pub raw_scores: bool,
-    pub truncate: bool,
+    pub long: LongDocuments,
     /// When the client stops waiting (its gRPC deadline), if it said.
     pub deadline: Option<Instant>,
 }
@@ -53,7 +104,7 @@ pub struct PairsQuery {
     pub pairs: Vec<(String, String)>,
     /// Apply the model's activation (sigmoid, cosine01) to each score.
     pub normalize: bool,
-    pub truncate: bool,
+    pub long: LongDocuments,
     /// A window shorter than the model's; `None` means the model's.
     pub max_length: Option<usize>,
     pub deadline: Option<Instant>,
@@ -76,9 +127,12 @@ pub struct RankedDocument {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Pairs scored, every window of a chunked document counted.
     pub pairs: usize,
     pub tokens: usize,
     pub truncated: usize,
+    /// Windows of the documents that were split.
+    pub chunks: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -155,18 +209,19 @@ impl Infer {
             top_n,
             return_documents,
             raw_scores,
-            truncate,
+            long,
             deadline,
         } = query;
 
         let tokenizer = Arc::clone(&self.tokenizer);
+        let fit = tokenizer.fit(long.overflow(&self.config));
         let (encoded, documents) = tokenize(move || {
-            let encoded = tokenizer.encode_request(&query, &documents, truncate)?;
+            let encoded = tokenizer.encode_request(&query, &documents, fit)?;
             Ok((encoded, documents))
         })
         .await?;
         let (raw, usage, mut timings) = self
-            .score_encoded(encoded, deadline, started, progress)
+            .score_encoded(encoded, long.aggregate(), deadline, started, progress)
             .await?;
         let activation = (!raw_scores).then_some(self.info.activation);
         let results = rank(&raw, top_n, activation)
@@ -192,20 +247,19 @@ impl Infer {
         let PairsQuery {
             pairs,
             normalize,
-            truncate,
+            long,
             max_length,
             deadline,
         } = query;
         let tokenizer = Arc::clone(&self.tokenizer);
-        let encoded = tokenize(move || match max_length {
-            Some(length) if length < tokenizer.max_length() => tokenizer
-                .with_max_length(length)?
-                .encode_pairs(&pairs, truncate),
-            _ => tokenizer.encode_pairs(&pairs, truncate),
-        })
-        .await?;
-        let (raw, usage, mut timings) =
-            self.score_encoded(encoded, deadline, started, None).await?;
+        let fit = Fit {
+            max_length: max_length.unwrap_or(tokenizer.max_length()),
+            overflow: long.overflow(&self.config),
+        };
+        let encoded = tokenize(move || tokenizer.encode_pairs(&pairs, fit)).await?;
+        let (raw, usage, mut timings) = self
+            .score_encoded(encoded, long.aggregate(), deadline, started, None)
+            .await?;
         let scores = if normalize {
             raw.iter().map(|&s| self.info.activation.apply(s)).collect()
         } else {
@@ -219,11 +273,15 @@ impl Infer {
         })
     }
 
-    /// Scores tokenized pairs through the batcher: raw scores in input
-    /// order (all finite), usage, and timings so far (`total` left unset).
+    /// Scores tokenized pairs through the batcher: raw scores per input in
+    /// input order (all finite; a chunked input's windows folded with
+    /// `aggregate`), usage, and timings so far (`total` left unset).
+    /// `progress` gets (input, raw score) as each input's last pair is
+    /// scored.
     async fn score_encoded(
         &self,
         encoded: EncodedRequest,
+        aggregate: Aggregate,
         deadline: Option<Instant>,
         started: Instant,
         progress: Option<Progress>,
@@ -233,37 +291,63 @@ impl Infer {
             pairs: encoded.pairs.len(),
             tokens: encoded.tokens,
             truncated: encoded.truncated,
+            chunks: encoded.chunks,
         };
+        if encoded.pairs.len() > self.config.max_queued_pairs {
+            return Err(Error::InvalidArgument(format!(
+                "the request makes {} pairs after chunking, over this server's queue of {}; \
+                 send fewer or shorter documents (the limit is --max-queued-pairs)",
+                encoded.pairs.len(),
+                self.config.max_queued_pairs
+            )));
+        }
         let lengths: Vec<usize> = encoded.pairs.iter().map(|p| p.len()).collect();
+        let chunked = encoded.is_chunked();
+        let EncodedRequest {
+            pairs,
+            owners,
+            inputs,
+            ..
+        } = encoded;
         let scored = match progress {
-            Some(progress) => {
+            None => self.batcher.score(pairs, deadline).await?,
+            Some(progress) if !chunked => {
                 self.batcher
-                    .score_with_progress(encoded.pairs, deadline, progress)
+                    .score_with_progress(pairs, deadline, progress)
                     .await?
             }
-            None => self.batcher.score(encoded.pairs, deadline).await?,
+            Some(progress) => {
+                let gather = Gather::new(owners.clone(), inputs, aggregate);
+                self.score_gathering(pairs, deadline, gather, progress)
+                    .await?
+            }
         };
         let raw = scored
             .scores
             .into_iter()
             .enumerate()
-            .map(|(index, result)| {
+            .map(|(pair, result)| {
                 result.map_err(|error| match error {
                     ScoreError::OutOfMemory(message) => Error::OutOfMemory {
-                        index,
-                        tokens: lengths[index],
+                        index: owners[pair],
+                        tokens: lengths[pair],
                         message,
                     },
                     ScoreError::Failed(message) => Error::Inference(message),
                 })
             })
             .collect::<Result<Vec<f32>, Error>>()?;
-        if let Some(index) = raw.iter().position(|s| !s.is_finite()) {
+        if let Some(pair) = raw.iter().position(|s| !s.is_finite()) {
             return Err(Error::Inference(format!(
-                "the model returned a non-finite score ({}) for pair {index}",
-                raw[index]
+                "the model returned a non-finite score ({}) for document {}",
+                raw[pair], owners[pair]
             )));
         }
+        let raw = if chunked {
+            Gather::all(owners, inputs, aggregate, &raw)
+        } else {
+            raw
+        };
         let timings = Timings {
             tokenize,
             queue: scored.queued,
@@ -271,6 +355,39 @@ impl Infer {
             total: Duration::ZERO,
         };
         Ok((raw, usage, timings))
+    }
+
+    /// Scores a chunked request's pairs, sending `progress` each document
+    /// whose last window a batch scored, folded by `gather`, before the
+    /// answer (as the batcher sends a batch's scores before its answer).
+    async fn score_gathering(
+        &self,
+        pairs: Vec<EncodedPair>,
+        deadline: Option<Instant>,
+        mut gather: Gather,
+        progress: Progress,
+    ) -> Result<RequestScores, Error> {
+        let (windows, mut scored_windows) = mpsc::unbounded_channel();
+        let score = self.batcher.score_with_progress(pairs, deadline, windows);
+        tokio::pin!(score);
+        let mut forward = |batch: Vec<(usize, f32)>| {
+            let done = gather.add(batch);
+            if !done.is_empty() {
+                // A receiver that has gone is the caller's business.
+                let _ = progress.send(done);
+            }
+        };
+        let answer = loop {
+            tokio::select! {
+                biased;
+                Some(batch) = scored_windows.recv() => forward(batch),
+                answer = &mut score => break answer,
+            }
+        };
+        while let Ok(batch) = scored_windows.try_recv() {
+            forward(batch);
+        }
+        answer
     }
 }
 
@@ -422,7 +539,7 @@ mod tests {
             top_n: 0,
             return_documents: false,
             raw_scores: false,
-            truncate: true,
+            long: LongDocuments::default(),
             deadline: None,
         };
         let config = InferConfig {

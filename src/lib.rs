@@ -6,7 +6,9 @@
 //! - [`server`]: start-up (load, warm up) and serving until shutdown.
 //! - [`grpc`]: generated protobuf code and the `rerank.v1.Reranker` handlers.
 //! - [`infer`]: one request from text to ranked results.
-//! - [`tokenize`]: (query, document) text to token ids.
+//! - [`tokenize`]: (query, document) text to token ids: truncation and
+//!   splitting long documents into windows.
+//! - [`aggregate`]: window scores back into one score per document.
 //! - [`batcher`]: batch sizing (controller, calibration), batch cutting
 //!   (queue), the scheduler that feeds every worker, and split-and-retry on
 //!   out-of-memory.
@@ -16,6 +18,7 @@
 //!
 //! See ARCHITECTURE.md for the invariants that hold these together.
 
+pub mod aggregate;
 pub mod batcher;
 pub mod config;
 pub mod error;

@@ -31,7 +31,7 @@ use crate::model::thread::ModelThread;
 use crate::model::torch::{tch_device, TorchScorer};
 use crate::model::warmup::{load_for_serving, GoldenBatch, LoadPlan, LoadReport};
 use crate::model::{DeviceSpec, EncodedPair, ModelDir, PaddedBatch, Scorer};
-use crate::tokenize::PairTokenizer;
+use crate::tokenize::{Fit, Overflow, PairTokenizer, Side};
 
 /// A model loaded on every worker, warmed up and ready to serve.
 pub struct Loaded {
@@ -270,9 +270,13 @@ fn prepare(
     let mut golden = Vec::new();
     if dir.golden_file().is_file() {
         let set = GoldenSet::load(&dir.golden_file())?;
-        let golden_tokenizer = PairTokenizer::from_file(&dir.tokenizer_file(), set.max_length)?;
+        // The export scored the golden pairs cut to its own max_length.
+        let fit = Fit {
+            max_length: set.max_length,
+            overflow: Overflow::Truncate(Side::Right),
+        };
         for group in set.groups {
-            let encoded = golden_tokenizer.encode_request(&group.query, &group.documents, true)?;
+            let encoded = tokenizer.encode_request(&group.query, &group.documents, fit)?;
             golden.push(GoldenBatch {
                 batch: batch(&encoded.pairs),
                 expected: group.scores,
@@ -290,10 +294,17 @@ fn prepare(
             "It runs one forward pass before it reports ready.".to_string(),
             "A short one.".to_string(),
         ],
-        true,
+        tokenizer.fit(Overflow::Refuse),
     )?;
     let long_document = "calibration ".repeat(spec.max_length);
-    let window_pair = tokenizer.encode_pair("calibration", &long_document, 0, true)?;
+    let window_pair = tokenizer
+        .encode_pair(
+            "calibration",
+            &long_document,
+            0,
+            tokenizer.fit(Overflow::Truncate(Side::Right)),
+        )?
+        .remove(0);
     Ok((tokenizer, golden, batch(&warmup.pairs), window_pair))
 }
 

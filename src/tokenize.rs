@@ -3,98 +3,159 @@
 //!
 //! Owns: the pair template (whatever the tokenizer's post-processor says:
 //! `[CLS] q [SEP] d [SEP]` for BERT, `<s> q </s></s> d </s>` for XLM-R) and
-//! the truncation rule: cut the document side first, and only when the query
-//! alone leaves no room, cut the longest side. Must never: pad (batches pad),
-//! run on a tokio worker thread (it is CPU work: callers use blocking
-//! threads), or truncate silently when the client said not to.
+//! what happens to a pair longer than its window: refuse it, truncate it
+//! (the document side first, on the side asked for; only when the query
+//! alone leaves no room, the longest side), or split the document into
+//! overlapping windows that each carry the whole query. Must never: pad
+//! (batches pad), run on a tokio worker thread (it is CPU work: callers use
+//! blocking threads), truncate silently when the client said not to, or
+//! combine windows' scores (`aggregate` does).
 
 use std::path::Path;
 
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::utils::truncation::{
+    truncate_encodings, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
 use crate::error::Error;
 use crate::model::EncodedPair;
 
+/// Which end of a text a cut removes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Side {
+    /// Cut the end: keep the beginning.
+    #[default]
+    Right,
+    /// Cut the beginning: keep the end.
+    Left,
+}
+
+/// How a document longer than the window is split into windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkPlan {
+    /// Tokens each window shares with the one before; `None`: a quarter of
+    /// the room a window has for document text.
+    pub overlap: Option<usize>,
+    /// More windows than this for one document fail the request.
+    pub max_chunks: usize,
+}
+
+/// What to do with a pair longer than its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Fail the request, naming the document and its length.
+    Refuse,
+    /// Cut the pair to the window on this side.
+    Truncate(Side),
+    /// Split the document into overlapping windows, each paired with the
+    /// whole query.
+    Chunk(ChunkPlan),
+}
+
+/// The window a request's pairs must fit, and what happens when one does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fit {
+    /// Tokens per pair, special tokens included.
+    pub max_length: usize,
+    pub overflow: Overflow,
+}
+
 /// A tokenizer that encodes pairs for one model window.
 #[derive(Clone)]
 pub struct PairTokenizer {
-    /// No truncation: tells the true length of a pair.
+    /// No truncation, no padding.
     whole: Tokenizer,
-    /// Truncates only the document.
-    cut_document: Tokenizer,
-    /// Truncates the longest side, for queries that fill the window alone.
-    cut_longest: Tokenizer,
+    /// The model's window.
     max_length: usize,
+    /// Special tokens the template adds to a pair.
+    added: usize,
 }
 
-/// The pairs of one request, tokenized.
+/// The pairs of one request, tokenized: one pair per input (document, or
+/// ScorePairs pair), or several for an input split into windows.
 #[derive(Debug, Clone)]
 pub struct EncodedRequest {
     pub pairs: Vec<EncodedPair>,
+    /// For each pair, the input it scores, ascending.
+    pub owners: Vec<usize>,
+    /// How many inputs there were.
+    pub inputs: usize,
     /// Tokens over all pairs, after truncation.
     pub tokens: usize,
     /// Pairs that were truncated.
     pub truncated: usize,
+    /// Windows of the inputs that were split (0 when none was).
+    pub chunks: usize,
 }
 
 impl EncodedRequest {
-    fn new(pairs: Vec<EncodedPair>) -> Self {
+    fn new(per_input: Vec<Vec<EncodedPair>>) -> Self {
+        let inputs = per_input.len();
+        let chunks = per_input.iter().filter(|w| w.len() > 1).map(Vec::len).sum();
+        let mut owners = Vec::new();
+        let mut pairs = Vec::new();
+        for (input, windows) in per_input.into_iter().enumerate() {
+            owners.extend(std::iter::repeat_n(input, windows.len()));
+            pairs.extend(windows);
+        }
         EncodedRequest {
             tokens: pairs.iter().map(EncodedPair::len).sum(),
             truncated: pairs.iter().filter(|p| p.truncated).count(),
             pairs,
+            owners,
+            inputs,
+            chunks,
         }
+    }
+
+    /// Whether some input was split into several pairs.
+    pub fn is_chunked(&self) -> bool {
+        self.pairs.len() != self.inputs
     }
 }
 
 impl PairTokenizer {
     pub fn from_file(path: &Path, max_length: usize) -> Result<Self, Error> {
-        let mut whole = Tokenizer::from_file(path).map_err(|e| Error::ModelDir {
+        let model_dir_error = |reason: String| Error::ModelDir {
             path: path.to_path_buf(),
-            reason: format!("tokenizer.json cannot be loaded: {e}"),
-        })?;
-        whole.with_padding(None);
-        whole.with_truncation(None).map_err(|e| Error::ModelDir {
-            path: path.to_path_buf(),
-            reason: format!("tokenizer.json rejects turning truncation off: {e}"),
-        })?;
-        Self::from_whole(whole, max_length).map_err(|e| Error::ModelDir {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
-    }
-
-    /// The same tokenizer with a shorter window, for a request that asks
-    /// for one (ScorePairs' max_length). Clones the vocabulary: CPU work.
-    pub fn with_max_length(&self, max_length: usize) -> Result<Self, Error> {
-        Self::from_whole(self.whole.clone(), max_length)
-    }
-
-    fn from_whole(whole: Tokenizer, max_length: usize) -> Result<Self, Error> {
-        let with_strategy = |strategy| -> Result<Tokenizer, Error> {
-            let mut tokenizer = whole.clone();
-            tokenizer
-                .with_truncation(Some(TruncationParams {
-                    direction: TruncationDirection::Right,
-                    max_length,
-                    strategy,
-                    stride: 0,
-                }))
-                .map_err(|e| {
-                    Error::Tokenizer(format!("cannot truncate to {max_length} tokens: {e}"))
-                })?;
-            Ok(tokenizer)
+            reason,
         };
+        let mut whole = Tokenizer::from_file(path)
+            .map_err(|e| model_dir_error(format!("tokenizer.json cannot be loaded: {e}")))?;
+        whole.with_padding(None);
+        whole.with_truncation(None).map_err(|e| {
+            model_dir_error(format!(
+                "tokenizer.json rejects turning truncation off: {e}"
+            ))
+        })?;
+        let added = whole
+            .get_post_processor()
+            .map_or(0, |processor| processor.added_tokens(true));
+        if added >= max_length {
+            return Err(model_dir_error(format!(
+                "the pair template adds {added} special tokens, which leaves nothing of a \
+                 {max_length}-token window"
+            )));
+        }
         Ok(PairTokenizer {
-            cut_document: with_strategy(TruncationStrategy::OnlySecond)?,
-            cut_longest: with_strategy(TruncationStrategy::LongestFirst)?,
             whole,
             max_length,
+            added,
         })
     }
 
+    /// The model's window.
     pub fn max_length(&self) -> usize {
         self.max_length
+    }
+
+    /// The model's window with `overflow`.
+    pub fn fit(&self, overflow: Overflow) -> Fit {
+        Fit {
+            max_length: self.max_length,
+            overflow,
+        }
     }
 
     /// Encodes `(query, document)` for every document.
@@ -102,67 +163,178 @@ impl PairTokenizer {
         &self,
         query: &str,
         documents: &[String],
-        truncate: bool,
+        fit: Fit,
     ) -> Result<EncodedRequest, Error> {
-        let pairs = documents
+        let windows = documents
             .iter()
             .enumerate()
-            .map(|(index, document)| self.encode_pair(query, document, index, truncate))
+            .map(|(index, document)| self.encode_pair(query, document, index, fit))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(EncodedRequest::new(pairs))
+        Ok(EncodedRequest::new(windows))
     }
 
     /// Encodes pairs that each carry their own query (ScorePairs).
     pub fn encode_pairs(
         &self,
         pairs: &[(String, String)],
-        truncate: bool,
+        fit: Fit,
     ) -> Result<EncodedRequest, Error> {
-        let encoded = pairs
+        let windows = pairs
             .iter()
             .enumerate()
-            .map(|(index, (query, document))| self.encode_pair(query, document, index, truncate))
+            .map(|(index, (query, document))| self.encode_pair(query, document, index, fit))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(EncodedRequest::new(encoded))
+        Ok(EncodedRequest::new(windows))
     }
 
-    /// Encodes one pair; `index` names the document in errors.
+    /// Encodes one pair: one `EncodedPair`, or one per window when `fit`
+    /// chunks a document over the window. `index` names the document in
+    /// errors.
     pub fn encode_pair(
         &self,
         query: &str,
         document: &str,
         index: usize,
-        truncate: bool,
-    ) -> Result<EncodedPair, Error> {
-        let tokenizer_error =
-            |e: tokenizers::Error| Error::Tokenizer(format!("document {index}: {e}"));
-        let encoding = self
+        fit: Fit,
+    ) -> Result<Vec<EncodedPair>, Error> {
+        let whole = self
             .whole
             .encode_fast((query, document), true)
-            .map_err(tokenizer_error)?;
-        if encoding.len() <= self.max_length {
-            return Ok(to_pair(&encoding, false));
+            .map_err(tokenizer_error(index))?;
+        if whole.len() <= fit.max_length {
+            return Ok(vec![to_pair(&whole, false)]);
         }
-        if !truncate {
-            return Err(Error::PairTooLong {
+        match fit.overflow {
+            Overflow::Refuse => Err(Error::PairTooLong {
                 index,
-                tokens: encoding.len(),
-                max_length: self.max_length,
-            });
+                tokens: whole.len(),
+                max_length: fit.max_length,
+            }),
+            Overflow::Truncate(side) => Ok(vec![self.truncate(
+                query,
+                document,
+                index,
+                fit.max_length,
+                side,
+            )?]),
+            Overflow::Chunk(plan) => self.chunk(query, document, index, fit.max_length, plan),
         }
-        let encoding = match self.cut_document.encode_fast((query, document), true) {
-            Ok(encoding) => encoding,
-            // The query alone does not leave room for the document.
-            Err(_) => self
-                .cut_longest
-                .encode_fast((query, document), true)
-                .map_err(tokenizer_error)?,
+    }
+
+    /// The query's and the document's tokens without special tokens, the
+    /// document in segment 1, as `Tokenizer::encode` makes them before its
+    /// post-processor joins them.
+    fn parts(
+        &self,
+        query: &str,
+        document: &str,
+        index: usize,
+    ) -> Result<(Encoding, Encoding), Error> {
+        let query = self
+            .whole
+            .encode_fast(query, false)
+            .map_err(tokenizer_error(index))?;
+        let mut document = self
+            .whole
+            .encode_fast(document, false)
+            .map_err(tokenizer_error(index))?;
+        document.set_type_ids(vec![1; document.len()]);
+        Ok((query, document))
+    }
+
+    /// Joins a query and a document with the pair template.
+    fn join(&self, query: Encoding, document: Encoding, index: usize) -> Result<Encoding, Error> {
+        self.whole
+            .post_process(query, Some(document), true)
+            .map_err(tokenizer_error(index))
+    }
+
+    fn truncate(
+        &self,
+        query: &str,
+        document: &str,
+        index: usize,
+        max_length: usize,
+        side: Side,
+    ) -> Result<EncodedPair, Error> {
+        let (query, document) = self.parts(query, document, index)?;
+        let room = max_length.saturating_sub(self.added);
+        let to_remove = (query.len() + document.len()).saturating_sub(room);
+        // The document side first; when that would leave the document empty,
+        // the longest side (the query fills the window alone).
+        let strategy = if document.len() > to_remove {
+            TruncationStrategy::OnlySecond
+        } else {
+            TruncationStrategy::LongestFirst
         };
-        Ok(to_pair(&encoding, true))
+        let params = TruncationParams {
+            max_length: room,
+            strategy,
+            stride: 0,
+            direction: match side {
+                Side::Right => TruncationDirection::Right,
+                Side::Left => TruncationDirection::Left,
+            },
+        };
+        let (mut query, document) =
+            truncate_encodings(query, Some(document), &params).map_err(tokenizer_error(index))?;
+        let mut document = document.expect("a pair stays a pair");
+        query.take_overflowing();
+        document.take_overflowing();
+        Ok(to_pair(&self.join(query, document, index)?, true))
+    }
+
+    fn chunk(
+        &self,
+        query: &str,
+        document: &str,
+        index: usize,
+        max_length: usize,
+        plan: ChunkPlan,
+    ) -> Result<Vec<EncodedPair>, Error> {
+        let (query, mut document) = self.parts(query, document, index)?;
+        let room = max_length
+            .saturating_sub(self.added)
+            .saturating_sub(query.len());
+        let overlap = plan.overlap.unwrap_or(room / 4);
+        if overlap >= room {
+            return Err(Error::InvalidArgument(format!(
+                "document {index} cannot be chunked: of the {max_length}-token window the query \
+                 takes {} tokens and the template {}, leaving {room} per window for document \
+                 text, which overlap_tokens ({overlap}) must be under; shorten the query or \
+                 lower overlap_tokens",
+                query.len(),
+                self.added
+            )));
+        }
+        let step = room - overlap;
+        let windows = 1 + (document.len().saturating_sub(room)).div_ceil(step);
+        if windows > plan.max_chunks {
+            return Err(Error::InvalidArgument(format!(
+                "document {index} is {} tokens: chunking needs {windows} windows of {room} \
+                 tokens overlapping by {overlap}, over this server's limit of {} per document; \
+                 shorten it, lower overlap_tokens, or truncate it instead \
+                 (the limit is --max-chunks-per-document)",
+                document.len(),
+                plan.max_chunks
+            )));
+        }
+        document.truncate(room, overlap, TruncationDirection::Right);
+        let rest = document.take_overflowing();
+        let pairs = std::iter::once(document)
+            .chain(rest)
+            .map(|window| Ok(to_pair(&self.join(query.clone(), window, index)?, false)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        debug_assert_eq!(pairs.len(), windows);
+        Ok(pairs)
     }
 }
 
-fn to_pair(encoding: &tokenizers::Encoding, truncated: bool) -> EncodedPair {
+fn tokenizer_error(index: usize) -> impl Fn(tokenizers::Error) -> Error {
+    move |e| Error::Tokenizer(format!("document {index}: {e}"))
+}
+
+fn to_pair(encoding: &Encoding, truncated: bool) -> EncodedPair {
     EncodedPair {
         input_ids: encoding.get_ids().iter().map(|&id| i64::from(id)).collect(),
         token_type_ids: encoding

@@ -1,13 +1,28 @@
 //! `PairTokenizer` on the real tokenizer files of the exported models: the
-//! pair templates, and truncation that cuts the document side first.
+//! pair templates, truncation that cuts the document side first on either
+//! side (as the Hugging Face tokenizer's own truncation does), and long
+//! documents split into overlapping windows.
 
 mod common;
 
 use common::model_dir;
-use rerankd::tokenize::PairTokenizer;
+use rerankd::model::EncodedPair;
+use rerankd::tokenize::{ChunkPlan, Fit, Overflow, PairTokenizer, Side};
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 fn tokenizer(model: &str, max_length: usize) -> PairTokenizer {
     PairTokenizer::from_file(&model_dir(model).join("tokenizer.json"), max_length).unwrap()
+}
+
+const RIGHT: Overflow = Overflow::Truncate(Side::Right);
+
+/// Encodes one pair that must come out as one.
+fn one(tokenizer: &PairTokenizer, query: &str, document: &str, overflow: Overflow) -> EncodedPair {
+    let mut pairs = tokenizer
+        .encode_pair(query, document, 0, tokenizer.fit(overflow))
+        .unwrap();
+    assert_eq!(pairs.len(), 1);
+    pairs.remove(0)
 }
 
 fn words(count: usize) -> String {
@@ -16,9 +31,12 @@ fn words(count: usize) -> String {
 
 #[test]
 fn bert_pairs_read_cls_query_sep_document_sep_with_segments() {
-    let pair = tokenizer("minilm-pair", 512)
-        .encode_pair("capital of france", "paris", 0, true)
-        .unwrap();
+    let pair = one(
+        &tokenizer("minilm-pair", 512),
+        "capital of france",
+        "paris",
+        RIGHT,
+    );
     // [CLS]=101, [SEP]=102 in the MiniLM (BERT uncased) vocabulary.
     assert_eq!(pair.input_ids.first(), Some(&101));
     assert_eq!(pair.input_ids.last(), Some(&102));
@@ -29,9 +47,7 @@ fn bert_pairs_read_cls_query_sep_document_sep_with_segments() {
 
 #[test]
 fn xlmr_pairs_read_s_query_double_sep_document_sep_without_segments() {
-    let pair = tokenizer("tiny-xlmr", 512)
-        .encode_pair("capital", "paris", 0, true)
-        .unwrap();
+    let pair = one(&tokenizer("tiny-xlmr", 512), "capital", "paris", RIGHT);
     // <s>=0, </s>=2 in the test tokenizer, as in XLM-RoBERTa.
     let ids = &pair.input_ids;
     assert_eq!(ids.first(), Some(&0));
@@ -50,10 +66,10 @@ fn xlmr_pairs_read_s_query_double_sep_document_sep_without_segments() {
 fn truncation_cuts_the_document_and_keeps_the_query() {
     let tokenizer = tokenizer("minilm-pair", 32);
     let query = "what is the capital of france";
-    let whole = tokenizer.encode_pair(query, "paris", 0, true).unwrap();
+    let whole = one(&tokenizer, query, "paris", RIGHT);
     let query_tokens = whole.token_type_ids.iter().filter(|&&t| t == 0).count();
 
-    let cut = tokenizer.encode_pair(query, &words(100), 0, true).unwrap();
+    let cut = one(&tokenizer, query, &words(100), RIGHT);
     assert!(cut.truncated);
     assert_eq!(cut.len(), 32);
     assert_eq!(
@@ -63,7 +79,7 @@ fn truncation_cuts_the_document_and_keeps_the_query() {
     assert_eq!(cut.input_ids.last(), Some(&102));
 
     let error = tokenizer
-        .encode_pair(query, &words(100), 7, false)
+        .encode_pair(query, &words(100), 7, tokenizer.fit(Overflow::Refuse))
         .unwrap_err()
         .to_string();
     assert!(
@@ -75,9 +91,7 @@ fn truncation_cuts_the_document_and_keeps_the_query() {
 #[test]
 fn a_query_that_fills_the_window_alone_is_cut_too() {
     let tokenizer = tokenizer("minilm-pair", 32);
-    let pair = tokenizer
-        .encode_pair(&words(60), "a short document", 0, true)
-        .unwrap();
+    let pair = one(&tokenizer, &words(60), "a short document", RIGHT);
     assert!(pair.truncated);
     assert_eq!(pair.len(), 32);
     // The document keeps at least one token besides its closing [SEP].
@@ -92,7 +106,7 @@ fn a_request_counts_tokens_and_truncations() {
     let tokenizer = tokenizer("minilm-pair", 32);
     let documents = vec!["paris".to_string(), words(100), String::new()];
     let encoded = tokenizer
-        .encode_request("capital", &documents, true)
+        .encode_request("capital", &documents, tokenizer.fit(RIGHT))
         .unwrap();
     assert_eq!(encoded.pairs.len(), 3);
     assert_eq!(encoded.truncated, 1);
@@ -101,4 +115,210 @@ fn a_request_counts_tokens_and_truncations() {
     assert_eq!(encoded.pairs[0].len(), 5);
     assert_eq!(encoded.pairs[2].len(), 4);
     assert_eq!(encoded.tokens, 5 + 32 + 4);
+}
+
+/// What the Hugging Face tokenizer itself makes of a pair with truncation
+/// on: only the document cut, on `side`.
+fn hugging_face_truncation(
+    model: &str,
+    max_length: usize,
+    side: Side,
+    q: &str,
+    d: &str,
+) -> Vec<i64> {
+    let mut reference = Tokenizer::from_file(model_dir(model).join("tokenizer.json")).unwrap();
+    reference.with_padding(None);
+    reference
+        .with_truncation(Some(TruncationParams {
+            max_length,
+            strategy: TruncationStrategy::OnlySecond,
+            stride: 0,
+            direction: match side {
+                Side::Right => TruncationDirection::Right,
+                Side::Left => TruncationDirection::Left,
+            },
+        }))
+        .unwrap();
+    let encoding = reference.encode((q, d), true).unwrap();
+    encoding.get_ids().iter().map(|&id| i64::from(id)).collect()
+}
+
+#[test]
+fn truncation_on_either_side_matches_the_hugging_face_tokenizer() {
+    let document = "the river flows through the old town before it reaches the sea, \
+                    and the market opens at nine in the morning on saturday";
+    for model in ["minilm-pair", "tiny-xlmr"] {
+        let tokenizer = tokenizer(model, 16);
+        for side in [Side::Right, Side::Left] {
+            let ours = one(
+                &tokenizer,
+                "where is the market",
+                document,
+                Overflow::Truncate(side),
+            );
+            assert!(ours.truncated);
+            assert_eq!(
+                ours.input_ids,
+                hugging_face_truncation(model, 16, side, "where is the market", document),
+                "{model} {side:?}"
+            );
+        }
+        // The two sides keep different ends of the document.
+        let right = one(
+            &tokenizer,
+            "where is the market",
+            document,
+            Overflow::Truncate(Side::Right),
+        );
+        let left = one(
+            &tokenizer,
+            "where is the market",
+            document,
+            Overflow::Truncate(Side::Left),
+        );
+        assert_ne!(right.input_ids, left.input_ids, "{model}");
+    }
+}
+
+#[test]
+fn pairs_that_fit_are_the_same_whatever_the_overflow_rule() {
+    let tokenizer = tokenizer("minilm-pair", 512);
+    let plan = Overflow::Chunk(ChunkPlan {
+        overlap: None,
+        max_chunks: 4,
+    });
+    for overflow in [
+        RIGHT,
+        Overflow::Truncate(Side::Left),
+        Overflow::Refuse,
+        plan,
+    ] {
+        let pair = one(
+            &tokenizer,
+            "capital of france",
+            "paris is its capital",
+            overflow,
+        );
+        assert!(!pair.truncated);
+        assert_eq!(
+            pair,
+            one(
+                &tokenizer,
+                "capital of france",
+                "paris is its capital",
+                RIGHT
+            )
+        );
+    }
+}
+
+/// The document's tokens in a BERT pair: between the first [SEP] and the last.
+fn document_ids(pair: &EncodedPair) -> Vec<i64> {
+    pair.input_ids
+        .iter()
+        .zip(&pair.token_type_ids)
+        .filter(|(_, &segment)| segment == 1)
+        .map(|(&id, _)| id)
+        .collect::<Vec<_>>()
+        .split_last()
+        .map(|(_sep, ids)| ids.to_vec())
+        .unwrap()
+}
+
+#[test]
+fn chunking_covers_the_document_in_overlapping_windows_with_the_whole_query() {
+    let tokenizer = tokenizer("minilm-pair", 32);
+    // "paris" is one token; the query is 3 tokens and the template adds 3,
+    // so each window has 26 tokens of document.
+    let query = "capital of france";
+    let document: Vec<String> = (0..100)
+        .map(|i| ["paris", "river", "city"][i % 3].to_string())
+        .collect();
+    let document = document.join(" ");
+    let whole = tokenizer
+        .encode_pair(
+            query,
+            &document,
+            0,
+            Fit {
+                max_length: 1000,
+                overflow: Overflow::Refuse,
+            },
+        )
+        .unwrap()
+        .remove(0);
+    let all = document_ids(&whole);
+    assert_eq!(all.len(), 100);
+    let plan = |overlap| {
+        Overflow::Chunk(ChunkPlan {
+            overlap,
+            max_chunks: 64,
+        })
+    };
+    for (overlap, expected_windows) in [(Some(6), 5), (Some(0), 4), (None, 5)] {
+        let windows = tokenizer
+            .encode_pair(query, &document, 3, tokenizer.fit(plan(overlap)))
+            .unwrap();
+        assert_eq!(windows.len(), expected_windows, "overlap {overlap:?}");
+        let overlap = overlap.unwrap_or(26 / 4);
+        let mut start = 0;
+        for (w, window) in windows.iter().enumerate() {
+            assert!(window.len() <= 32);
+            assert!(!window.truncated);
+            // Each window starts with the whole query, as the pair does.
+            assert_eq!(window.input_ids[..5], whole.input_ids[..5]);
+            let ids = document_ids(window);
+            let end = (start + 26).min(100);
+            assert_eq!(ids, all[start..end], "window {w} overlap {overlap}");
+            start += 26 - overlap;
+        }
+    }
+}
+
+#[test]
+fn chunking_refuses_what_it_cannot_window() {
+    let tokenizer = tokenizer("minilm-pair", 32);
+    let document = words(100);
+    let chunk = |query: &str, overlap, max_chunks| {
+        tokenizer
+            .encode_pair(
+                query,
+                &document,
+                4,
+                tokenizer.fit(Overflow::Chunk(ChunkPlan {
+                    overlap,
+                    max_chunks,
+                })),
+            )
+            .unwrap_err()
+            .to_string()
+    };
+    let error = chunk("capital of france", Some(26), 64);
+    assert!(error.contains("document 4 cannot be chunked"), "{error}");
+    assert!(error.contains("leaving 26 per window"), "{error}");
+    let error = chunk(&words(40), None, 64);
+    assert!(error.contains("cannot be chunked"), "{error}");
+    let error = chunk("capital of france", Some(0), 3);
+    assert!(error.contains("needs 4 windows"), "{error}");
+    assert!(error.contains("--max-chunks-per-document"), "{error}");
+}
+
+#[test]
+fn a_request_counts_the_windows_of_its_chunked_documents() {
+    let tokenizer = tokenizer("minilm-pair", 32);
+    let documents = vec!["paris".to_string(), words(100), words(10)];
+    let fit = tokenizer.fit(Overflow::Chunk(ChunkPlan {
+        overlap: Some(0),
+        max_chunks: 8,
+    }));
+    let encoded = tokenizer
+        .encode_request("capital", &documents, fit)
+        .unwrap();
+    // words(100) is 100 tokens; with a 1-token query each window holds 28.
+    assert_eq!(encoded.inputs, 3);
+    assert_eq!(encoded.pairs.len(), 1 + 4 + 1);
+    assert_eq!(encoded.owners, [0, 1, 1, 1, 1, 2]);
+    assert_eq!(encoded.chunks, 4);
+    assert_eq!(encoded.truncated, 0);
+    assert!(encoded.is_chunked());
 }

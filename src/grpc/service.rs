@@ -11,7 +11,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::{self, reranker_server::Reranker};
 use super::{progressive, stream};
-use crate::infer::{Infer, PairsQuery, RerankQuery, Reranked, Timings, Usage};
+use crate::aggregate::Aggregate;
+use crate::error::Error;
+use crate::infer::{
+    Chunking, Infer, LongDocuments, PairsQuery, RerankQuery, Reranked, Timings, Usage,
+};
+use crate::tokenize::Side;
 
 pub struct RerankService {
     infer: Infer,
@@ -53,6 +58,7 @@ fn to_usage(usage: &Usage) -> pb::Usage {
         pairs: usage.pairs as u32,
         tokens: usage.tokens as u64,
         truncated: usage.truncated as u32,
+        chunks: usage.chunks as u32,
     }
 }
 
@@ -65,17 +71,63 @@ fn to_timings(timings: &Timings) -> pb::Timings {
     }
 }
 
+/// The long-document options of a request; unknown enum values are
+/// INVALID_ARGUMENT.
+fn to_long(
+    truncate: Option<bool>,
+    side: i32,
+    chunking: Option<pb::Chunking>,
+) -> Result<LongDocuments, Error> {
+    let side = match pb::TruncationSide::try_from(side) {
+        Ok(pb::TruncationSide::Unspecified | pb::TruncationSide::Right) => Side::Right,
+        Ok(pb::TruncationSide::Left) => Side::Left,
+        Err(_) => {
+            return Err(Error::InvalidArgument(format!(
+                "truncation_side {side} is not a side this server knows; send \
+                 TRUNCATION_SIDE_RIGHT (1) or TRUNCATION_SIDE_LEFT (2)"
+            )))
+        }
+    };
+    let chunking = chunking
+        .map(|chunking| {
+            let aggregate = match pb::Aggregate::try_from(chunking.aggregate) {
+                Ok(pb::Aggregate::Unspecified | pb::Aggregate::Max) => Aggregate::Max,
+                Ok(pb::Aggregate::Mean) => Aggregate::Mean,
+                Err(_) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "chunking.aggregate {} is not an aggregate this server knows; send \
+                         AGGREGATE_MAX (1) or AGGREGATE_MEAN (2)",
+                        chunking.aggregate
+                    )))
+                }
+            };
+            Ok(Chunking {
+                overlap: chunking.overlap_tokens.map(|o| o as usize),
+                aggregate,
+            })
+        })
+        .transpose()?;
+    Ok(LongDocuments {
+        truncate: truncate.unwrap_or(true),
+        side,
+        chunking,
+    })
+}
+
 /// A RerankRequest as `infer` takes it.
-pub(super) fn to_query(request: pb::RerankRequest, deadline: Option<Instant>) -> RerankQuery {
-    RerankQuery {
+pub(super) fn to_query(
+    request: pb::RerankRequest,
+    deadline: Option<Instant>,
+) -> Result<RerankQuery, Error> {
+    Ok(RerankQuery {
+        long: to_long(request.truncate, request.truncation_side, request.chunking)?,
         query: request.query,
         documents: request.documents,
         top_n: request.top_n as usize,
         return_documents: request.return_documents,
         raw_scores: request.raw_scores,
-        truncate: request.truncate.unwrap_or(true),
         deadline,
-    }
+    })
 }
 
 pub(super) fn to_response(
@@ -109,7 +161,7 @@ impl Reranker for RerankService {
         let deadline = grpc_deadline(request.metadata());
         let request = request.into_inner();
         let request_id = request.request_id.clone();
-        let reranked = self.infer.rerank(to_query(request, deadline)).await?;
+        let reranked = self.infer.rerank(to_query(request, deadline)?).await?;
         Ok(Response::new(to_response(
             reranked,
             request_id,
@@ -128,7 +180,7 @@ impl Reranker for RerankService {
         let request_id = request.request_id.clone();
         Ok(Response::new(progressive::serve(
             self.infer.clone(),
-            to_query(request, deadline),
+            to_query(request, deadline)?,
             request_id,
         )))
     }
@@ -158,7 +210,7 @@ impl Reranker for RerankService {
                 .map(|pair| (pair.query, pair.document))
                 .collect(),
             normalize: request.normalize,
-            truncate: request.truncate.unwrap_or(true),
+            long: to_long(request.truncate, request.truncation_side, request.chunking)?,
             max_length: (request.max_length > 0).then_some(request.max_length as usize),
             deadline,
         };

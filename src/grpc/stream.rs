@@ -60,12 +60,14 @@ pub fn serve(infer: Infer, mut inbound: Streaming<pb::RerankRequest>) -> AnswerS
                 let _permit = permit;
                 let request_id = request.request_id.clone();
                 let model = infer.info().name.clone();
-                let query = to_query(request, None);
                 // The client going away drops the rerank, and with it the
                 // request's queued work.
-                let outcome = tokio::select! {
-                    reranked = infer.rerank(query) => reranked,
-                    _ = answers.closed() => return,
+                let outcome = match to_query(request, None) {
+                    Ok(query) => tokio::select! {
+                        reranked = infer.rerank(query) => reranked,
+                        _ = answers.closed() => return,
+                    },
+                    Err(error) => Err(error),
                 };
                 let outcome = match outcome {
                     Ok(reranked) => pb::rerank_stream_response::Outcome::Response(to_response(
