@@ -110,6 +110,81 @@ pub struct ServeArgs {
     /// Largest gRPC message accepted or sent, in bytes.
     #[arg(long, env = "RERANKD_MAX_MESSAGE_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_message_bytes: usize,
+
+    /// Address of the Prometheus endpoint (GET /metrics); off unless set.
+    #[arg(long, env = "RERANKD_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// After SIGTERM or SIGINT: seconds to keep accepting requests while
+    /// health already says NOT_SERVING, so that load balancers stop sending
+    /// before the port closes.
+    #[arg(long, env = "RERANKD_DRAIN_DELAY_SECS", default_value_t = 5.0, value_parser = parse_seconds)]
+    pub drain_delay_secs: f64,
+
+    /// After SIGTERM or SIGINT: seconds until the server exits at the latest
+    /// (drain delay included). Every accepted request is finished within
+    /// it; what is still running when it ends is abandoned and the exit
+    /// status is 1.
+    #[arg(long, env = "RERANKD_GRACE_PERIOD_SECS", default_value_t = 30.0, value_parser = parse_seconds)]
+    pub grace_period_secs: f64,
+
+    /// PEM certificate chain to serve TLS with (needs --tls-key).
+    #[arg(long, env = "RERANKD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "RERANKD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates that client certificates must chain to: mutual
+    /// TLS (needs --tls-cert). Clients without such a certificate are
+    /// refused during the handshake.
+    #[arg(long, env = "RERANKD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Seconds between HTTP/2 pings on idle connections (0: no pings).
+    #[arg(
+        long,
+        env = "RERANKD_HTTP2_KEEPALIVE_INTERVAL_SECS",
+        default_value_t = 30
+    )]
+    pub http2_keepalive_interval_secs: u64,
+
+    /// Seconds to wait for a ping's answer before closing the connection.
+    #[arg(
+        long,
+        env = "RERANKD_HTTP2_KEEPALIVE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub http2_keepalive_timeout_secs: u64,
+
+    /// Most concurrent streams (calls) per HTTP/2 connection.
+    #[arg(long, env = "RERANKD_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
+    pub max_concurrent_streams: u32,
+
+    /// Seconds after which a connection is asked to close (GOAWAY once its
+    /// calls finish), so that clients re-resolve and spread over replicas
+    /// (0: never). 300 is a good value behind DNS or a headless Service.
+    #[arg(long, env = "RERANKD_MAX_CONNECTION_AGE_SECS", default_value_t = 0)]
+    pub max_connection_age_secs: u64,
+
+    /// Log format on stderr: human or json (one object a line).
+    #[arg(long, env = "RERANKD_LOG_FORMAT", default_value = "human")]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+fn parse_seconds(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds),
+        _ => Err(format!("expected seconds (0 or more), got {value:?}")),
+    }
 }
 
 /// How to load and run the model.
@@ -174,12 +249,38 @@ impl Default for InferConfig {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub max_message_bytes: usize,
+    /// After the shutdown signal, accepting goes on this long.
+    pub drain_delay: Duration,
+    /// After the shutdown signal, the server stops within this (at least
+    /// `drain_delay`).
+    pub grace_period: Duration,
+    pub tls: Option<TlsFiles>,
+    pub keepalive_interval: Option<Duration>,
+    pub keepalive_timeout: Duration,
+    pub max_concurrent_streams: u32,
+    pub max_connection_age: Option<Duration>,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Mutual TLS: client certificates must chain to these.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_message_bytes: 32 * 1024 * 1024,
+            drain_delay: Duration::from_secs(5),
+            grace_period: Duration::from_secs(30),
+            tls: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 1024,
+            max_connection_age: None,
         }
     }
 }
@@ -208,8 +309,24 @@ impl ServeArgs {
     }
 
     pub fn server_config(&self) -> ServerConfig {
+        let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        let drain_delay = Duration::from_secs_f64(self.drain_delay_secs);
         ServerConfig {
             max_message_bytes: self.max_message_bytes,
+            drain_delay,
+            grace_period: Duration::from_secs_f64(self.grace_period_secs).max(drain_delay),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                }),
+                _ => None,
+            },
+            keepalive_interval: seconds(self.http2_keepalive_interval_secs),
+            keepalive_timeout: Duration::from_secs(self.http2_keepalive_timeout_secs),
+            max_concurrent_streams: self.max_concurrent_streams.max(1),
+            max_connection_age: seconds(self.max_connection_age_secs),
         }
     }
 }

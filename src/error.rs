@@ -72,6 +72,13 @@ pub enum Error {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 
+    /// The model is still loading or warming up; health says NOT_SERVING.
+    #[error(
+        "the model is still loading; retry when grpc.health.v1 reports SERVING for \
+         rerank.v1.Reranker"
+    )]
+    Loading,
+
     /// The model thread has stopped (the server is shutting down or the thread
     /// died); the request was not scored.
     #[error("the model is not running: {0}")]
@@ -99,7 +106,7 @@ impl From<Error> for tonic::Status {
                 status
             }
             Error::DeadlineExceeded => tonic::Status::deadline_exceeded(message),
-            Error::Unavailable(_) => tonic::Status::unavailable(message),
+            Error::Unavailable(_) | Error::Loading => tonic::Status::unavailable(message),
         }
     }
 }

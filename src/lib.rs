@@ -25,8 +25,10 @@ pub mod error;
 pub mod gpu;
 pub mod grpc;
 pub mod infer;
+pub mod metrics;
 pub mod model;
 pub mod server;
+pub mod serving;
 pub mod tokenize;
 
 pub use error::Error;

@@ -1,6 +1,7 @@
-//! The `rerankd` binary: parse flags, set up logging, serve until SIGTERM or
-//! Ctrl-C. Must never: hold logic that tests cannot reach (all of it lives in
-//! the library; `server::load` and `server::run` are what tests call too).
+//! The `rerankd` binary: parse flags, set up logging (human or JSON), bind
+//! the ports, serve until SIGTERM or Ctrl-C, drain, exit. Must never: hold
+//! logic that tests cannot reach (all of it lives in the library;
+//! `server::load` and `serving::serve` are what tests call too).
 
 use std::io::IsTerminal;
 
@@ -8,35 +9,61 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use rerankd::config::{Cli, Command};
-use rerankd::server;
+use rerankd::config::{Cli, Command, LogFormat};
+use rerankd::{server, serving};
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One JSON object a line; a request's span (id, rpc, traceparent,
+        // timings) rides on each of its events.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let cli = Cli::parse();
+    let Command::Serve(args) = &cli.command;
+    init_logging(args.log_format);
     // Renamed when several devices arrived; ignoring it would quietly serve
     // on the CPU a deployment that asked for a GPU.
     if std::env::var_os("RERANKD_DEVICE").is_some() {
         anyhow::bail!("RERANKD_DEVICE is no longer read: set RERANKD_DEVICES (a comma-separated list) instead");
     }
-    let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let loaded = server::load(&args.model_config(), args.infer_config())
-                .await
-                .context("cannot start rerankd")?;
             let listener = TcpListener::bind(args.addr)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.addr))?;
-            tracing::info!(addr = %listener.local_addr()?, "serving rerank.v1.Reranker");
-            server::run(listener, loaded, args.server_config(), shutdown_signal()).await?;
+            let metrics = match args.metrics_addr {
+                Some(addr) => Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {addr} for metrics"))?,
+                ),
+                None => None,
+            };
+            let model = args.model_config();
+            let infer = args.infer_config();
+            serving::serve(
+                listener,
+                metrics,
+                args.server_config(),
+                async move { server::load(&model, infer).await },
+                shutdown_signal(),
+            )
+            .await
+            .context("rerankd stopped with an error")?;
             tracing::info!("stopped");
         }
     }
@@ -59,5 +86,5 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
-    tracing::info!("shutdown signal received; finishing accepted requests");
+    tracing::info!("shutdown signal received");
 }

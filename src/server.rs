@@ -1,18 +1,16 @@
-//! Start-up and serving: load the model directory into a ready `Infer`, then
-//! serve gRPC on a listener until shutdown.
+//! Start-up: load the model directory into a ready `Infer` (`serving`
+//! serves it).
 //!
 //! Owns: the order of start-up (check the devices, open the directory, load
 //! the tokenizer; then per worker: resolve the precision, start its model
 //! thread, warm it up, open the memory probe and calibrate bytes per token;
-//! then check every worker serves one precision and start the batcher) and
-//! of shutdown (stop serving, then join every model thread). Must never:
-//! accept a connection before every model replica has run its warm-up, or
-//! run libtorch itself (the model threads do).
+//! then check every worker serves one precision and start the batcher).
+//! Must never: report the model ready before every replica has run its
+//! warm-up, or run libtorch itself (the model threads do).
 
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::batcher::calibrate::{calibrate, Calibration, CalibrationPlan};
 use crate::batcher::controller::ControllerConfig;
@@ -22,8 +20,6 @@ use crate::config::{default_padding_floor, InferConfig, ModelConfig, ServerConfi
 use crate::error::Error;
 use crate::gpu::nvml::NvmlProbe;
 use crate::gpu::MemoryProbe;
-use crate::grpc::pb::reranker_server::RerankerServer;
-use crate::grpc::service::RerankService;
 use crate::infer::{Infer, ModelInfo};
 use crate::model::golden::GoldenSet;
 use crate::model::precision::{cpu_has_native_bf16, resolve_dtype};
@@ -349,7 +345,8 @@ fn log_report(dir: &ModelDir, worker: &WorkerReport) {
     }
 }
 
-/// Serves gRPC on `listener` until `shutdown` resolves, then stops the model.
+/// Serves gRPC on `listener` with an already loaded model until `shutdown`
+/// resolves, then drains and stops the model (`serving::serve`).
 pub async fn run<F>(
     listener: TcpListener,
     loaded: Loaded,
@@ -359,22 +356,13 @@ pub async fn run<F>(
 where
     F: Future<Output = ()> + Send,
 {
-    let Loaded {
-        infer,
-        model_threads,
-        ..
-    } = loaded;
-    let service = RerankerServer::new(RerankService::new(infer))
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
-    let served = tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
-    // Every handler, and with them every ModelClient, is gone: the model
-    // thread finishes its last job and ends.
-    tokio::task::spawn_blocking(move || drop(model_threads))
-        .await
-        .map_err(|e| Error::Unavailable(format!("joining the model thread failed: {e}")))?;
-    served.map_err(|e| Error::Unavailable(format!("the gRPC server failed: {e}")))
+    crate::serving::serve(listener, None, config, async { Ok(loaded) }, shutdown).await
+}
+
+impl Loaded {
+    /// The ready model, and its threads (join them, by dropping, after
+    /// every `Infer` clone is gone).
+    pub(crate) fn into_parts(self) -> (Infer, Vec<ModelThread>) {
+        (self.infer, self.model_threads)
+    }
 }

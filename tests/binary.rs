@@ -16,6 +16,7 @@ async fn serve_starts_from_env_answers_and_stops_on_sigterm() {
         .env("RERANKD_MODEL", model_dir("tiny-bert"))
         .env("RERANKD_ADDR", "127.0.0.1:0")
         .env("RERANKD_DTYPE", "fp32")
+        .env("RERANKD_DRAIN_DELAY_SECS", "0.2")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()

@@ -3,7 +3,8 @@
 //!
 //! Owns: queueing (`queue`), batch sizing per worker (`controller`, seeded
 //! by `calibrate` at warm-up), handing batches to the first idle worker
-//! (`scheduler`) and retry on out-of-memory (`split`).
+//! (`scheduler`), retry on out-of-memory (`split`) and counting batch
+//! sizes (`histogram`).
 //! Must never: know about tonic or protobuf, or read a clock or device inside
 //! its pure parts (`controller`).
 
@@ -11,6 +12,7 @@ pub mod calibrate;
 pub mod controller;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod histogram;
 pub mod queue;
 pub mod scheduler;
 pub mod split;

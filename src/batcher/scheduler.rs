@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::controller::{Controller, ControllerConfig, ControllerState};
+use super::histogram::{Histogram, BATCH_PAIRS, BATCH_TOKENS};
 use super::queue::{Queue, RequestId};
 use crate::error::Error;
 use crate::gpu::MemoryReading;
@@ -98,6 +99,9 @@ pub struct WorkerStats {
     pub pairs: u64,
     pub real_tokens: u64,
     pub padded_tokens: u64,
+    /// Sizes of the batches cut, in pairs and in padded tokens.
+    pub batch_pairs: Histogram,
+    pub batch_tokens: Histogram,
     pub splits: u64,
     /// Model time spent on batches.
     pub busy: Duration,
@@ -158,6 +162,8 @@ impl Batcher {
                 pairs: 0,
                 real_tokens: 0,
                 padded_tokens: 0,
+                batch_pairs: Histogram::new(BATCH_PAIRS),
+                batch_tokens: Histogram::new(BATCH_TOKENS),
                 splits: 0,
                 busy: Duration::ZERO,
             });
@@ -420,6 +426,8 @@ impl Scheduler {
             stats.pairs += batch.items.len() as u64;
             stats.real_tokens += batch.real_tokens() as u64;
             stats.padded_tokens += batch.padded_tokens() as u64;
+            stats.batch_pairs.observe(batch.items.len() as f64);
+            stats.batch_tokens.observe(batch.padded_tokens() as f64);
         }
         self.workers[worker].in_flight += 1;
         let answer = permit.send(padded);

@@ -8,6 +8,7 @@
 pub mod progressive;
 pub mod service;
 pub mod stream;
+pub mod trace;
 
 /// Generated from `proto/rerank/v1/rerank.proto`.
 #[allow(clippy::all)]

@@ -9,23 +9,35 @@
 //! at most the request's own scores), or keep working for a client that has
 //! gone.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
+use tracing::Instrument;
 
 use super::pb;
 use super::pb::rerank_progress::Update;
 use super::service::to_response;
+use super::trace::RequestTrace;
 use crate::infer::{Infer, RerankQuery};
+use crate::metrics::Metrics;
 
 const ANSWER_BUFFER: usize = 16;
 
 pub type ProgressStream = ReceiverStream<Result<pb::RerankProgress, Status>>;
 
 /// Serves one progressive rerank: spawns the work, returns the messages.
-pub fn serve(infer: Infer, query: RerankQuery, request_id: String) -> ProgressStream {
+pub fn serve(
+    infer: Infer,
+    metrics: Arc<Metrics>,
+    trace: RequestTrace,
+    query: RerankQuery,
+    request_id: String,
+) -> ProgressStream {
     let (answers, stream) = mpsc::channel(ANSWER_BUFFER);
-    tokio::spawn(async move {
+    let span = trace.span.clone();
+    let work = async move {
         let total = query.documents.len() as u32;
         let activation = (!query.raw_scores).then_some(infer.info().activation);
         let (progress, mut partials) = mpsc::unbounded_channel::<Vec<(usize, f32)>>();
@@ -69,16 +81,24 @@ pub fn serve(infer: Infer, query: RerankQuery, request_id: String) -> ProgressSt
             }
         }
         let last = match outcome {
-            Ok(reranked) => Ok(pb::RerankProgress {
-                update: Some(Update::Final(to_response(
-                    reranked,
-                    request_id,
-                    &infer.info().name,
-                ))),
-            }),
-            Err(error) => Err(Status::from(error)),
+            Ok(reranked) => {
+                trace.finish(&metrics, tonic::Code::Ok, Some(&reranked.timings));
+                Ok(pb::RerankProgress {
+                    update: Some(Update::Final(to_response(
+                        reranked,
+                        request_id,
+                        &infer.info().name,
+                    ))),
+                })
+            }
+            Err(error) => {
+                let status = Status::from(error);
+                trace.finish(&metrics, status.code(), None);
+                Err(status)
+            }
         };
         let _ = answers.send(last).await;
-    });
+    };
+    tokio::spawn(work.instrument(span));
     ReceiverStream::new(stream)
 }

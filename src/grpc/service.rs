@@ -5,26 +5,69 @@
 //! behind `Infer`), or map an error to a `Status` other than through
 //! `From<Error> for Status`.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use super::pb::{self, reranker_server::Reranker};
+use super::trace::{traceparent, RequestTrace};
 use super::{progressive, stream};
 use crate::aggregate::Aggregate;
 use crate::error::Error;
 use crate::infer::{
     Chunking, Infer, LongDocuments, PairsQuery, RerankQuery, Reranked, Timings, Usage,
 };
+use crate::metrics::Metrics;
 use crate::tokenize::Side;
 
+/// The model once it is warm: empty while it loads.
+pub type Ready = Arc<OnceLock<Infer>>;
+
 pub struct RerankService {
-    infer: Infer,
+    ready: Ready,
+    metrics: Arc<Metrics>,
+    /// True once the server stops accepting (streams stop reading).
+    draining: tokio::sync::watch::Receiver<bool>,
 }
 
 impl RerankService {
-    pub fn new(infer: Infer) -> Self {
-        RerankService { infer }
+    pub fn new(
+        ready: Ready,
+        metrics: Arc<Metrics>,
+        draining: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        RerankService {
+            ready,
+            metrics,
+            draining,
+        }
+    }
+
+    fn infer(&self) -> Result<&Infer, Error> {
+        self.ready.get().ok_or(Error::Loading)
+    }
+
+    /// Ends a request: records its outcome on its span and in the metrics,
+    /// and turns an error into its status.
+    fn answer<T>(
+        &self,
+        trace: &RequestTrace,
+        outcome: Result<T, Error>,
+        timings: impl FnOnce(&T) -> Option<&Timings>,
+    ) -> Result<T, Status> {
+        match outcome {
+            Ok(value) => {
+                trace.finish(&self.metrics, Code::Ok, timings(&value));
+                Ok(value)
+            }
+            Err(error) => {
+                let status = Status::from(error);
+                trace.finish(&self.metrics, status.code(), None);
+                Err(status)
+            }
+        }
     }
 }
 
@@ -159,14 +202,19 @@ impl Reranker for RerankService {
         request: Request<pb::RerankRequest>,
     ) -> Result<Response<pb::RerankResponse>, Status> {
         let deadline = grpc_deadline(request.metadata());
+        let parent = traceparent(request.metadata());
         let request = request.into_inner();
         let request_id = request.request_id.clone();
-        let reranked = self.infer.rerank(to_query(request, deadline)?).await?;
-        Ok(Response::new(to_response(
-            reranked,
-            request_id,
-            &self.infer.info().name,
-        )))
+        let trace = RequestTrace::start("Rerank", &request_id, parent.as_deref());
+        let outcome = async {
+            let infer = self.infer()?;
+            let reranked = infer.rerank(to_query(request, deadline)?).await?;
+            Ok((reranked, infer.info().name.clone()))
+        }
+        .instrument(trace.span.clone())
+        .await;
+        let (reranked, model) = self.answer(&trace, outcome, |(r, _)| Some(&r.timings))?;
+        Ok(Response::new(to_response(reranked, request_id, &model)))
     }
 
     type RerankProgressiveStream = progressive::ProgressStream;
@@ -176,11 +224,27 @@ impl Reranker for RerankService {
         request: Request<pb::RerankRequest>,
     ) -> Result<Response<Self::RerankProgressiveStream>, Status> {
         let deadline = grpc_deadline(request.metadata());
+        let parent = traceparent(request.metadata());
         let request = request.into_inner();
         let request_id = request.request_id.clone();
+        let trace = RequestTrace::start("RerankProgressive", &request_id, parent.as_deref());
+        let started = self
+            .infer()
+            .and_then(|infer| Ok((infer.clone(), to_query(request, deadline)?)));
+        // Counted here only when it fails now; otherwise when it ends.
+        let (infer, query) = match started {
+            Ok(started) => started,
+            Err(error) => {
+                return Err(self
+                    .answer(&trace, Err::<(), _>(error), |_| None)
+                    .unwrap_err())
+            }
+        };
         Ok(Response::new(progressive::serve(
-            self.infer.clone(),
-            to_query(request, deadline)?,
+            infer,
+            Arc::clone(&self.metrics),
+            trace,
+            query,
             request_id,
         )))
     }
@@ -191,8 +255,13 @@ impl Reranker for RerankService {
         &self,
         request: Request<Streaming<pb::RerankRequest>>,
     ) -> Result<Response<Self::RerankStreamStream>, Status> {
+        let parent = traceparent(request.metadata());
+        let infer = self.infer().map_err(Status::from)?.clone();
         Ok(Response::new(stream::serve(
-            self.infer.clone(),
+            infer,
+            Arc::clone(&self.metrics),
+            parent,
+            self.draining.clone(),
             request.into_inner(),
         )))
     }
@@ -202,25 +271,33 @@ impl Reranker for RerankService {
         request: Request<pb::ScorePairsRequest>,
     ) -> Result<Response<pb::ScorePairsResponse>, Status> {
         let deadline = grpc_deadline(request.metadata());
+        let parent = traceparent(request.metadata());
         let request = request.into_inner();
-        let query = PairsQuery {
-            pairs: request
-                .pairs
-                .into_iter()
-                .map(|pair| (pair.query, pair.document))
-                .collect(),
-            normalize: request.normalize,
-            long: to_long(request.truncate, request.truncation_side, request.chunking)?,
-            max_length: (request.max_length > 0).then_some(request.max_length as usize),
-            deadline,
-        };
-        let scored = self.infer.score_pairs(query).await?;
+        let trace = RequestTrace::start("ScorePairs", &request.request_id, parent.as_deref());
+        let outcome = async {
+            let infer = self.infer()?;
+            let query = PairsQuery {
+                pairs: request
+                    .pairs
+                    .into_iter()
+                    .map(|pair| (pair.query, pair.document))
+                    .collect(),
+                normalize: request.normalize,
+                long: to_long(request.truncate, request.truncation_side, request.chunking)?,
+                max_length: (request.max_length > 0).then_some(request.max_length as usize),
+                deadline,
+            };
+            Ok((infer.score_pairs(query).await?, infer.info().name.clone()))
+        }
+        .instrument(trace.span.clone())
+        .await;
+        let (scored, model) = self.answer(&trace, outcome, |(s, _)| Some(&s.timings))?;
         Ok(Response::new(pb::ScorePairsResponse {
             scores: scored.scores,
             usage: Some(to_usage(&scored.usage)),
             timings: Some(to_timings(&scored.timings)),
             request_id: request.request_id,
-            model: self.infer.info().name.clone(),
+            model,
         }))
     }
 
@@ -228,7 +305,7 @@ impl Reranker for RerankService {
         &self,
         _request: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
-        let stats = self.infer.stats();
+        let stats = self.infer()?.stats();
         let devices = stats
             .workers
             .iter()
@@ -269,7 +346,7 @@ impl Reranker for RerankService {
         &self,
         _request: Request<pb::ModelInfoRequest>,
     ) -> Result<Response<pb::ModelInfoResponse>, Status> {
-        let info = self.infer.info();
+        let info = self.infer()?.info();
         Ok(Response::new(pb::ModelInfoResponse {
             name: info.name.clone(),
             max_length: info.max_length as u32,

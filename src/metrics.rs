@@ -1,0 +1,301 @@
+//! `Metrics`: rerankd's Prometheus metrics, every one named `rerankd_*`,
+//! and their text exposition.
+//!
+//! Owns: metric names, help texts and labels; counting requests by RPC and
+//! status code with their durations; turning the batcher's stats into
+//! metrics at scrape time. Must never: block a request (observing is a few
+//! atomic adds), hold model or device state, or serve HTTP (`serving`
+//! does).
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::batcher::scheduler::BatcherStats;
+use crate::infer::Timings;
+
+/// Where the batcher's stats come from at scrape time; `None` while the
+/// model is loading.
+pub type StatsSource = Arc<dyn Fn() -> Option<BatcherStats> + Send + Sync>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    rpc: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    rpc: &'static str,
+}
+
+/// The server's metrics. Cheap to share: handlers hold an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<RpcLabels, Histogram>,
+    queue_seconds: Family<RpcLabels, Histogram>,
+    inference_seconds: Family<RpcLabels, Histogram>,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 1 ms to about 65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+impl Metrics {
+    pub fn new(stats: StatsSource) -> Self {
+        let mut registry = Registry::with_prefix("rerankd");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by RPC and gRPC status code (each request of a RerankStream counts)",
+            requests.clone(),
+        );
+        let histogram = || Family::<RpcLabels, Histogram>::new_with_constructor(seconds_histogram);
+        let request_seconds = histogram();
+        registry.register(
+            "request_duration_seconds",
+            "From a request's arrival to its answer, by RPC",
+            request_seconds.clone(),
+        );
+        let queue_seconds = histogram();
+        registry.register(
+            "queue_duration_seconds",
+            "Time a successful request waited for the model, by RPC",
+            queue_seconds.clone(),
+        );
+        let inference_seconds = histogram();
+        registry.register(
+            "inference_duration_seconds",
+            "Model time of the batches that held a successful request's pairs, by RPC",
+            inference_seconds.clone(),
+        );
+        registry.register_collector(Box::new(BatcherCollector { stats }));
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            queue_seconds,
+            inference_seconds,
+        }
+    }
+
+    /// Counts one answered request: its RPC, its status code, how long it
+    /// took, and for a success where its time went.
+    pub fn observe(
+        &self,
+        rpc: &'static str,
+        code: tonic::Code,
+        elapsed: std::time::Duration,
+        timings: Option<&Timings>,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                rpc,
+                code: code_name(code),
+            })
+            .inc();
+        let labels = RpcLabels { rpc };
+        self.request_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if let Some(timings) = timings {
+            self.queue_seconds
+                .get_or_create(&labels)
+                .observe(timings.queue.as_secs_f64());
+            self.inference_seconds
+                .get_or_create(&labels)
+                .observe(timings.inference.as_secs_f64());
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// The canonical name of a gRPC status code, as gRPC tooling prints it.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The batcher's state, read at each scrape.
+struct BatcherCollector {
+    stats: StatsSource,
+}
+
+impl std::fmt::Debug for BatcherCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatcherCollector")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeviceLabels {
+    device: String,
+}
+
+impl Collector for BatcherCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = (self.stats)();
+        ConstGauge::new(i64::from(stats.is_some())).encode(encoder.encode_descriptor(
+            "model_ready",
+            "1 once the model is loaded and warm on every device, 0 while it loads",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let Some(stats) = stats else {
+            return Ok(());
+        };
+        ConstGauge::new(stats.queued_pairs as i64).encode(encoder.encode_descriptor(
+            "queued_pairs",
+            "Pairs admitted and not yet answered (the queue depth)",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let workers = &stats.workers;
+        let labels = |device: &str| DeviceLabels {
+            device: device.to_string(),
+        };
+
+        macro_rules! per_device {
+            ($name:expr, $help:expr, $kind:expr, |$w:ident| $value:expr) => {{
+                let mut family = encoder.encode_descriptor($name, $help, None, $kind)?;
+                for $w in workers {
+                    let labels = labels(&$w.device);
+                    $value.encode(family.encode_family(&labels)?)?;
+                }
+            }};
+        }
+        per_device!(
+            "token_budget",
+            "Padded tokens (pairs x padded length) the next batch may hold",
+            MetricType::Gauge,
+            |w| ConstGauge::new(w.controller.budget_tokens as i64)
+        );
+        per_device!(
+            "bytes_per_token",
+            "Device bytes one padded token is assumed to cost",
+            MetricType::Gauge,
+            |w| ConstGauge::new(w.controller.bytes_per_token)
+        );
+        per_device!(
+            "device_memory_free_bytes",
+            "Free device memory at the last reading (0 where it cannot be read: CPU)",
+            MetricType::Gauge,
+            |w| ConstGauge::new(w.controller.last_reading.map_or(0, |r| r.free_bytes) as i64)
+        );
+        per_device!(
+            "device_memory_total_bytes",
+            "Total device memory (0 where it cannot be read: CPU)",
+            MetricType::Gauge,
+            |w| ConstGauge::new(w.controller.last_reading.map_or(0, |r| r.total_bytes) as i64)
+        );
+        per_device!(
+            "oom",
+            "Batches that ran out of device memory",
+            MetricType::Counter,
+            |w| ConstCounter::new(w.controller.oom_count)
+        );
+        per_device!(
+            "batch_splits",
+            "Times a batch was split in two after running out of memory",
+            MetricType::Counter,
+            |w| ConstCounter::new(w.splits)
+        );
+        per_device!("batches", "Batches run", MetricType::Counter, |w| {
+            ConstCounter::new(w.batches)
+        });
+        per_device!(
+            "batch_pairs_sum",
+            "Pairs scored in batches",
+            MetricType::Counter,
+            |w| ConstCounter::new(w.pairs)
+        );
+        per_device!(
+            "real_tokens",
+            "Real (non-padding) tokens in batches",
+            MetricType::Counter,
+            |w| ConstCounter::new(w.real_tokens)
+        );
+        per_device!(
+            "padded_tokens",
+            "Padded tokens (pairs x padded length) in batches",
+            MetricType::Counter,
+            |w| ConstCounter::new(w.padded_tokens)
+        );
+        per_device!(
+            "padding_efficiency",
+            "Real tokens / padded tokens over all batches (1 before any)",
+            MetricType::Gauge,
+            |w| ConstGauge::new(if w.padded_tokens == 0 {
+                1.0
+            } else {
+                w.real_tokens as f64 / w.padded_tokens as f64
+            })
+        );
+        per_device!(
+            "busy_seconds",
+            "Model time spent scoring batches",
+            MetricType::Counter,
+            |w| ConstCounter::new(w.busy.as_secs_f64())
+        );
+        for (name, help, pick) in [
+            (
+                "batch_size_pairs",
+                "Pairs per batch",
+                (|w: &crate::batcher::scheduler::WorkerStats| &w.batch_pairs)
+                    as fn(&crate::batcher::scheduler::WorkerStats) -> &_,
+            ),
+            ("batch_size_padded_tokens", "Padded tokens per batch", |w| {
+                &w.batch_tokens
+            }),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for worker in workers {
+                let histogram = pick(worker);
+                let labels = labels(&worker.device);
+                family
+                    .encode_family(&labels)?
+                    .encode_histogram::<DeviceLabels>(
+                        histogram.sum,
+                        histogram.count,
+                        &histogram.cumulative(),
+                        None,
+                    )?;
+            }
+        }
+        Ok(())
+    }
+}
