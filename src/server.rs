@@ -356,7 +356,7 @@ pub async fn run<F>(
 where
     F: Future<Output = ()> + Send,
 {
-    crate::serving::serve(listener, None, config, async { Ok(loaded) }, shutdown).await
+    crate::serving::serve_loaded(listener, config, loaded, shutdown).await
 }
 
 impl Loaded {

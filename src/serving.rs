@@ -55,6 +55,46 @@ where
     L: Future<Output = Result<Loaded, Error>>,
     S: Future<Output = ()>,
 {
+    serve_model(
+        listener,
+        metrics_listener,
+        config,
+        Model::Loading(load),
+        shutdown,
+    )
+    .await
+}
+
+/// `serve` with a model already loaded: SERVING from the first connection.
+pub async fn serve_loaded<S>(
+    listener: TcpListener,
+    config: ServerConfig,
+    loaded: Loaded,
+    shutdown: S,
+) -> Result<(), Error>
+where
+    S: Future<Output = ()>,
+{
+    let model = Model::<std::future::Ready<Result<Loaded, Error>>>::Loaded(loaded);
+    serve_model(listener, None, config, model, shutdown).await
+}
+
+enum Model<L> {
+    Loaded(Loaded),
+    Loading(L),
+}
+
+async fn serve_model<L, S>(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: ServerConfig,
+    model: Model<L>,
+    shutdown: S,
+) -> Result<(), Error>
+where
+    L: Future<Output = Result<Loaded, Error>>,
+    S: Future<Output = ()>,
+{
     let addr = local_addr(&listener)?;
     let ready = Ready::default();
     let stats_source = Arc::clone(&ready);
@@ -63,6 +103,15 @@ where
     })));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
+    let (preloaded, load) = match model {
+        Model::Loaded(loaded) => {
+            let (infer, model_threads) = loaded.into_parts();
+            let _ = ready.set(infer);
+            set_health(&health, ServingStatus::Serving).await;
+            (Some(model_threads), None)
+        }
+        Model::Loading(load) => (None, Some(load)),
+    };
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -104,7 +153,9 @@ where
             let _ = stopped_accepting.await;
         });
     let mut grpc = tokio::spawn(grpc);
-    tracing::info!(%addr, tls = config.tls.is_some(), "listening; the model is loading (health: NOT_SERVING)");
+    if preloaded.is_none() {
+        tracing::info!(%addr, tls = config.tls.is_some(), "listening; the model is loading (health: NOT_SERVING)");
+    }
 
     let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
     let metrics_task = match metrics_listener {
@@ -124,28 +175,37 @@ where
     // to its end (a replica may be mid-forward on its thread), then the
     // server stops without ever saying SERVING.
     tokio::pin!(shutdown);
-    tokio::pin!(load);
     let mut shutdown_seen = false;
-    let loaded = loop {
-        tokio::select! {
-            loaded = &mut load => break loaded,
-            _ = &mut shutdown, if !shutdown_seen => {
-                shutdown_seen = true;
-                tracing::info!("shutdown signal received while loading; stopping once loaded");
+    let model_threads = match (preloaded, load) {
+        (Some(model_threads), _) => model_threads,
+        (None, load) => {
+            let load = load.expect("a model is either loaded or loading");
+            tokio::pin!(load);
+            let loaded = loop {
+                tokio::select! {
+                    loaded = &mut load => break loaded,
+                    _ = &mut shutdown, if !shutdown_seen => {
+                        shutdown_seen = true;
+                        tracing::info!("shutdown signal received while loading; stopping once loaded");
+                    }
+                }
+            };
+            match loaded {
+                Ok(loaded) => {
+                    let (infer, model_threads) = loaded.into_parts();
+                    let _ = ready.set(infer);
+                    model_threads
+                }
+                Err(error) => {
+                    let _ = stop_accepting.send(());
+                    end_health_watches(health).await;
+                    let _ = grpc.await;
+                    stop(metrics_task, stop_metrics).await;
+                    return Err(error);
+                }
             }
         }
     };
-    let (infer, model_threads) = match loaded {
-        Ok(loaded) => loaded.into_parts(),
-        Err(error) => {
-            let _ = stop_accepting.send(());
-            end_health_watches(health).await;
-            let _ = grpc.await;
-            stop(metrics_task, stop_metrics).await;
-            return Err(error);
-        }
-    };
-    let _ = ready.set(infer);
     if !shutdown_seen {
         set_health(&health, ServingStatus::Serving).await;
         tracing::info!(%addr, "serving rerank.v1.Reranker");
