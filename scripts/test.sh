@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every check a submission must pass: formatting, clippy, and the unit and
-# end-to-end tests against real exported models. On a fresh machine it first
-# creates the project's venv and exports the test models (cached under
+# Runs every check a submission must pass: formatting, clippy, the deployment
+# files' validators, and the unit and end-to-end tests against real exported
+# models (the latter include the Python and Node example clients). On a fresh
+# machine it first creates the project's venv, exports the test models and
+# installs the validators and client dependencies (all cached under
 # ~/.cache/rerankd, so a second run skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,4 +13,5 @@ export RERANKD_TEST_MODELS
 echo "test models: $RERANKD_TEST_MODELS" >&2
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
+bash scripts/check-deploy.sh
 cargo test --release
