@@ -1,6 +1,7 @@
 //! The `rerankd` binary as an operator runs it: configured through environment
 //! variables, logging what it loaded, serving on the port it reports, and
-//! exiting 0 on SIGTERM.
+//! exiting 0 on SIGTERM — after finishing every request it had accepted,
+//! with concurrent clients in flight.
 
 mod common;
 
@@ -129,4 +130,141 @@ fn the_old_device_variable_is_refused_not_ignored() {
     // serve on the CPU.
     let stderr = serve_missing_model(&[("RERANKD_DEVICE", "cuda")]);
     assert!(stderr.contains("RERANKD_DEVICES"), "{stderr}");
+}
+
+/// Starts `rerankd serve` on `model` with `env`; returns the child, its
+/// address (from its log) and the rest of its log.
+fn spawn_server(
+    model: &str,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rerankd"))
+        .arg("serve")
+        .env("RERANKD_MODEL", model_dir(model))
+        .env("RERANKD_ADDR", "127.0.0.1:0")
+        .env("RERANKD_DTYPE", "fp32")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = log
+            .next()
+            .unwrap_or_else(|| panic!("rerankd exited before serving: {seen:#?}"))
+            .unwrap();
+        if let Some(rest) = line.split("serving rerank.v1.Reranker addr=").nth(1) {
+            break rest.trim().parse::<std::net::SocketAddr>().unwrap();
+        }
+        seen.push(line);
+    };
+    (child, addr, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_finishes_every_accepted_request_and_exits_0() {
+    use tokio_stream::StreamExt;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    // The slow default model, so that work is queued when SIGTERM comes.
+    let (mut child, addr, log) = spawn_server(
+        "minilm-pair",
+        &[
+            ("RERANKD_DRAIN_DELAY_SECS", "1"),
+            ("RERANKD_GRACE_PERIOD_SECS", "300"),
+        ],
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: "rerank.v1.Reranker".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = |m: Option<Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>| {
+        m.map(|m| m.unwrap().status)
+    };
+    assert_eq!(
+        status(watch.next().await),
+        Some(ServingStatus::Serving as i32)
+    );
+
+    // Eight clients, each on its own connection, each with 24 documents.
+    let documents: Vec<String> = (0..24)
+        .map(|d| format!("document {d} about the market by the river, stone {d}"))
+        .collect();
+    let mut calls = Vec::new();
+    for c in 0..8 {
+        let mut client = client(addr).await;
+        let request = rerankd::grpc::pb::RerankRequest {
+            query: format!("where is market {c}"),
+            documents: documents.clone(),
+            ..Default::default()
+        };
+        calls.push(tokio::spawn(async move { client.rerank(request).await }));
+    }
+    let mut stats = client(addr).await;
+    loop {
+        let s = stats
+            .stats(rerankd::grpc::pb::StatsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if s.queued_pairs > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(
+        status(watch.next().await),
+        Some(ServingStatus::NotServing as i32),
+        "health must say NOT_SERVING as soon as the drain starts"
+    );
+    // Still accepted during the drain delay, on a connection already open.
+    let during_drain = stats
+        .rerank(request("where is the market", &["a market", "a river"]))
+        .await;
+    assert!(during_drain.is_ok(), "{during_drain:?}");
+
+    for (c, call) in calls.into_iter().enumerate() {
+        let response = call.await.unwrap();
+        let response = response.unwrap_or_else(|e| panic!("client {c} lost its request: {e:?}"));
+        assert_eq!(response.into_inner().results.len(), 24);
+    }
+    let pid = child.id();
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_secs(300),
+        tokio::task::spawn_blocking(move || child.wait().unwrap()),
+    )
+    .await;
+    let Ok(exit) = waited else {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("rerankd did not exit within its grace period");
+    };
+    let exit = exit.unwrap();
+    assert!(exit.success(), "rerankd exited with {exit}");
+    let rest: Vec<String> = log.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("draining")), "{rest:#?}");
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:#?}");
 }
