@@ -268,3 +268,56 @@ async fn sigterm_under_load_finishes_every_accepted_request_and_exits_0() {
     assert!(rest.iter().any(|l| l.contains("draining")), "{rest:#?}");
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_each_requests_span_with_its_traceparent() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rerankd"))
+        .args(["serve", "--log-format", "json", "--drain-delay-secs", "0"])
+        .env("RERANKD_MODEL", model_dir("tiny-bert"))
+        .env("RERANKD_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let parse = |line: String| -> serde_json::Value {
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    let addr = loop {
+        let line = parse(log.next().expect("rerankd exited").unwrap());
+        if line["fields"]["message"] == "serving rerank.v1.Reranker" {
+            break line["fields"]["addr"].as_str().unwrap().to_string();
+        }
+    };
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut client = client(addr.parse().unwrap()).await;
+    let mut call = tonic::Request::new(rerankd::grpc::pb::RerankRequest {
+        request_id: "req-42".into(),
+        ..request("query", &["a document", "another"])
+    });
+    call.metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    client.rerank(call).await.unwrap();
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let lines: Vec<serde_json::Value> = log.map_while(Result::ok).map(parse).collect();
+    let answered = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "request answered")
+        .unwrap_or_else(|| panic!("no request event in {lines:#?}"));
+    let span = &answered["span"];
+    assert_eq!(span["request_id"], "req-42", "{answered}");
+    assert_eq!(span["rpc"], "Rerank");
+    assert_eq!(span["traceparent"], traceparent);
+    assert_eq!(span["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(span["code"], "Ok");
+    assert!(span["total_us"].as_u64().unwrap() > 0, "{answered}");
+    assert!(span["inference_us"].as_u64().is_some(), "{answered}");
+}
