@@ -225,7 +225,13 @@ async fn progressive_results_of_chunked_documents_name_documents_once() {
         }
     }
     let last = last.expect("a final message");
-    assert_eq!(last.results, unary.results);
+    // Equal to unary within float noise (batches differ); identical
+    // documents tie, so compare by index.
+    assert_eq!(last.results.len(), unary.results.len());
+    let last_scores = scores_by_index(&last, 12);
+    for result in &unary.results {
+        assert!((last_scores[result.index as usize] - result.score).abs() <= 1e-4);
+    }
     for result in &unary.results {
         let partial = seen[result.index as usize].expect("every document in a partial");
         assert!((partial - result.score).abs() <= 1e-4);
