@@ -12,28 +12,12 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_starts_from_env_answers_and_stops_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rerankd"))
-        .arg("serve")
-        .env("RERANKD_MODEL", model_dir("tiny-bert"))
-        .env("RERANKD_ADDR", "127.0.0.1:0")
-        .env("RERANKD_DTYPE", "fp32")
-        .env("RERANKD_DRAIN_DELAY_SECS", "0.2")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let addr = loop {
-        let line = log
-            .next()
-            .unwrap_or_else(|| panic!("rerankd exited before serving: {seen:#?}"))
-            .unwrap();
-        if let Some(rest) = line.split("serving rerank.v1.Reranker addr=").nth(1) {
-            break rest.trim().parse::<std::net::SocketAddr>().unwrap();
-        }
-        seen.push(line);
-    };
+    let Spawned {
+        mut child,
+        addr,
+        seen,
+        log,
+    } = spawn_server("tiny-bert", &[("RERANKD_DRAIN_DELAY_SECS", "0.2")]);
     let loaded = seen
         .iter()
         .find(|l| l.contains("model loaded and warmed up"))
@@ -132,16 +116,18 @@ fn the_old_device_variable_is_refused_not_ignored() {
     assert!(stderr.contains("RERANKD_DEVICES"), "{stderr}");
 }
 
-/// Starts `rerankd serve` on `model` with `env`; returns the child, its
-/// address (from its log) and the rest of its log.
-fn spawn_server(
-    model: &str,
-    env: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    std::net::SocketAddr,
-    std::io::Lines<BufReader<std::process::ChildStderr>>,
-) {
+/// A `rerankd serve` child process that is serving.
+struct Spawned {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    /// Its log up to the line that says it serves.
+    seen: Vec<String>,
+    /// The rest of its log.
+    log: std::io::Lines<BufReader<std::process::ChildStderr>>,
+}
+
+/// Starts `rerankd serve` on `model` with `env` and waits until it serves.
+fn spawn_server(model: &str, env: &[(&str, &str)]) -> Spawned {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rerankd"))
         .arg("serve")
         .env("RERANKD_MODEL", model_dir(model))
@@ -164,41 +150,34 @@ fn spawn_server(
         }
         seen.push(line);
     };
-    (child, addr, log)
+    Spawned {
+        child,
+        addr,
+        seen,
+        log,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_every_accepted_request_and_exits_0() {
-    use tokio_stream::StreamExt;
     use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::HealthCheckRequest;
 
     // The slow default model, so that work is queued when SIGTERM comes.
-    let (mut child, addr, log) = spawn_server(
+    let Spawned {
+        mut child,
+        addr,
+        log,
+        ..
+    } = spawn_server(
         "minilm-pair",
         &[
             ("RERANKD_DRAIN_DELAY_SECS", "1"),
             ("RERANKD_GRACE_PERIOD_SECS", "300"),
         ],
     );
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut watch = HealthClient::new(channel)
-        .watch(HealthCheckRequest {
-            service: "rerank.v1.Reranker".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let status = |m: Option<Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>| {
-        m.map(|m| m.unwrap().status)
-    };
+    let mut watch = watch_health(channel(addr).await).await;
     assert_eq!(
-        status(watch.next().await),
+        next_status(&mut watch).await,
         Some(ServingStatus::Serving as i32)
     );
 
@@ -235,7 +214,7 @@ async fn sigterm_under_load_finishes_every_accepted_request_and_exits_0() {
         .unwrap();
     assert!(killed.success());
     assert_eq!(
-        status(watch.next().await),
+        next_status(&mut watch).await,
         Some(ServingStatus::NotServing as i32),
         "health must say NOT_SERVING as soon as the drain starts"
     );

@@ -76,15 +76,8 @@ fn serve(config: ServerConfig) -> Served {
 /// Lets the model load and waits until health says SERVING.
 async fn release_and_wait(served: &mut Served) {
     served.release.take().unwrap().send(()).unwrap();
-    let mut health = health(served.addr).await;
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: "rerank.v1.Reranker".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    while next(&mut watch).await != Some(ServingStatus::Serving as i32) {}
+    let mut watch = watch_health(channel(served.addr).await).await;
+    while next_status(&mut watch).await != Some(ServingStatus::Serving as i32) {}
 }
 
 fn quick_drain() -> ServerConfig {
@@ -96,12 +89,7 @@ fn quick_drain() -> ServerConfig {
 }
 
 async fn health(addr: SocketAddr) -> HealthClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    HealthClient::new(channel)
+    HealthClient::new(channel(addr).await)
 }
 
 async fn check(client: &mut HealthClient<Channel>, service: &str) -> i32 {
@@ -113,10 +101,6 @@ async fn check(client: &mut HealthClient<Channel>, service: &str) -> i32 {
         .unwrap()
         .into_inner()
         .status
-}
-
-async fn next(watch: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>) -> Option<i32> {
-    watch.next().await.map(|m| m.unwrap().status)
 }
 
 /// GET /metrics, over a plain HTTP/1.1 connection.
@@ -144,15 +128,9 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_on_shutdown() {
     let mut served = serve(quick_drain());
     let mut health = health(served.addr).await;
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: "rerank.v1.Reranker".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch_health(channel(served.addr).await).await;
     assert_eq!(
-        next(&mut watch).await,
+        next_status(&mut watch).await,
         Some(ServingStatus::NotServing as i32)
     );
     assert_eq!(
@@ -172,7 +150,10 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
     );
 
     served.release.take().unwrap().send(()).unwrap();
-    assert_eq!(next(&mut watch).await, Some(ServingStatus::Serving as i32));
+    assert_eq!(
+        next_status(&mut watch).await,
+        Some(ServingStatus::Serving as i32)
+    );
     assert_eq!(check(&mut health, "").await, ServingStatus::Serving as i32);
     let response = rerank
         .rerank(request("q", &["a document", "another"]))
@@ -183,11 +164,11 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
 
     served.shutdown.take().unwrap().send(()).unwrap();
     assert_eq!(
-        next(&mut watch).await,
+        next_status(&mut watch).await,
         Some(ServingStatus::NotServing as i32)
     );
     // The drain ends the watch instead of waiting on it.
-    assert_eq!(next(&mut watch).await, None);
+    assert_eq!(next_status(&mut watch).await, None);
     let outcome = tokio::task::spawn_blocking(move || served.done.recv().unwrap())
         .await
         .unwrap();
@@ -204,11 +185,7 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
 
     let mut served = serve(quick_drain());
     release_and_wait(&mut served).await;
-    let channel = Channel::from_shared(format!("http://{}", served.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = channel(served.addr).await;
     let ask = |request| ServerReflectionRequest {
         host: String::new(),
         message_request: Some(request),
@@ -370,24 +347,33 @@ fn pki() -> Pki {
     }
 }
 
-async fn tls_rerank(
+/// A TLS channel to `addr` trusting `ca`, with a client identity if given.
+async fn tls_channel(
     addr: SocketAddr,
     ca: &str,
     identity: Option<(&str, &str)>,
-) -> Result<usize, String> {
+) -> Result<Channel, String> {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
         .domain_name("localhost");
     if let Some((cert, key)) = identity {
         tls = tls.identity(Identity::from_pem(cert, key));
     }
-    let channel = Channel::from_shared(format!("https://{addr}"))
+    Channel::from_shared(format!("https://{addr}"))
         .unwrap()
         .tls_config(tls)
         .map_err(|e| e.to_string())?
         .connect()
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| format!("{e:?}"))
+}
+
+async fn tls_rerank(
+    addr: SocketAddr,
+    ca: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<usize, String> {
+    let channel = tls_channel(addr, ca, identity).await?;
     let mut client = rerankd::grpc::pb::reranker_client::RerankerClient::new(channel);
     client
         .rerank(request("q", &["a", "b"]))
@@ -398,27 +384,8 @@ async fn tls_rerank(
 
 /// Waits over TLS until health says SERVING.
 async fn wait_tls_ready(addr: SocketAddr, ca: &str, identity: Option<(&str, &str)>) {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .domain_name("localhost");
-    if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(cert, key));
-    }
-    let channel = Channel::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut watch = HealthClient::new(channel)
-        .watch(HealthCheckRequest {
-            service: "rerank.v1.Reranker".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    while next(&mut watch).await != Some(ServingStatus::Serving as i32) {}
+    let mut watch = watch_health(tls_channel(addr, ca, identity).await.unwrap()).await;
+    while next_status(&mut watch).await != Some(ServingStatus::Serving as i32) {}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,6 +120,36 @@ pub fn shared_server(model: &str, dtype: &str) -> SocketAddr {
         })
 }
 
+/// A `grpc.health.v1` Watch of `rerank.v1.Reranker` over `channel`.
+pub async fn watch_health(
+    channel: Channel,
+) -> tonic::Streaming<tonic_health::pb::HealthCheckResponse> {
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: "rerank.v1.Reranker".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The next status a health watch reports, or `None` when it has ended.
+pub async fn next_status(
+    watch: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+) -> Option<i32> {
+    use tokio_stream::StreamExt;
+    watch.next().await.map(|m| m.unwrap().status)
+}
+
+/// A plaintext channel to `addr`.
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 pub async fn client(addr: SocketAddr) -> RerankerClient<Channel> {
     RerankerClient::connect(format!("http://{addr}"))
         .await
