@@ -97,9 +97,10 @@ where
 {
     let addr = local_addr(&listener)?;
     let ready = Ready::default();
-    let stats_source = Arc::clone(&ready);
+    // Weak: a scrape still in flight at exit must not keep the model alive.
+    let stats_source = Arc::downgrade(&ready);
     let metrics = Arc::new(Metrics::new(Arc::new(move || {
-        stats_source.get().map(|infer| infer.stats())
+        stats_source.upgrade()?.get().map(|infer| infer.stats())
     })));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
@@ -244,9 +245,8 @@ where
     };
     stop(metrics_task, stop_metrics).await;
     // Every handler, and with them every ModelClient, is gone once `ready`
-    // and the metrics' stats source are: the model threads finish their
-    // last job and end.
-    drop(metrics);
+    // is (the metrics hold it weakly): the model threads finish their last
+    // job and end.
     drop(ready);
     tokio::task::spawn_blocking(move || drop(model_threads))
         .await
