@@ -15,11 +15,15 @@
 //! - [`gpu`]: the `MemoryProbe` seam and its NVML implementation.
 //! - [`model`]: the model directory, precision, padded batches, the `Scorer`
 //!   seam, its libtorch implementation and the model thread.
+//! - [`bench`]: `rerankd bench`, a load generator that drives a running
+//!   server over gRPC and reports throughput, latency and the batcher's
+//!   behaviour (a client only: it never loads a model).
 //!
 //! See ARCHITECTURE.md for the invariants that hold these together.
 
 pub mod aggregate;
 pub mod batcher;
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod gpu;

@@ -1,5 +1,6 @@
-//! The `rerankd` binary: parse flags, set up logging (human or JSON), bind
-//! the ports, serve until SIGTERM or Ctrl-C, drain, exit. Must never: hold
+//! The `rerankd` binary: parse flags; `serve`: set up logging (human or
+//! JSON), bind the ports, serve until SIGTERM or Ctrl-C, drain, exit;
+//! `bench`: run the load generator against a running server. Must never: hold
 //! logic that tests cannot reach (all of it lives in the library;
 //! `server::load` and `serving::serve` are what tests call too).
 
@@ -9,8 +10,8 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use rerankd::config::{Cli, Command, LogFormat};
-use rerankd::{server, serving};
+use rerankd::config::{Cli, Command, LogFormat, ServeArgs};
+use rerankd::{bench, server, serving};
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -32,41 +33,45 @@ fn init_logging(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let Command::Serve(args) = &cli.command;
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Bench(args) => {
+            bench::run(args).await?;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     // Renamed when several devices arrived; ignoring it would quietly serve
     // on the CPU a deployment that asked for a GPU.
     if std::env::var_os("RERANKD_DEVICE").is_some() {
         anyhow::bail!("RERANKD_DEVICE is no longer read: set RERANKD_DEVICES (a comma-separated list) instead");
     }
-    match cli.command {
-        Command::Serve(args) => {
-            let listener = TcpListener::bind(args.addr)
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("cannot listen on {}", args.addr))?;
-            let metrics = match args.metrics_addr {
-                Some(addr) => Some(
-                    TcpListener::bind(addr)
-                        .await
-                        .with_context(|| format!("cannot listen on {addr} for metrics"))?,
-                ),
-                None => None,
-            };
-            let model = args.model_config();
-            let infer = args.infer_config();
-            serving::serve(
-                listener,
-                metrics,
-                args.server_config(),
-                async move { server::load(&model, infer).await },
-                shutdown_signal(),
-            )
-            .await
-            .context("rerankd stopped with an error")?;
-            tracing::info!("stopped");
-        }
-    }
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?,
+        ),
+        None => None,
+    };
+    let model = args.model_config();
+    let infer = args.infer_config();
+    serving::serve(
+        listener,
+        metrics,
+        args.server_config(),
+        async move { server::load(&model, infer).await },
+        shutdown_signal(),
+    )
+    .await
+    .context("rerankd stopped with an error")?;
+    tracing::info!("stopped");
     Ok(())
 }
 
