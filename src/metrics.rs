@@ -127,7 +127,7 @@ impl Metrics {
 }
 
 /// The canonical name of a gRPC status code, as gRPC tooling prints it.
-fn code_name(code: tonic::Code) -> &'static str {
+pub fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "OK",
