@@ -43,7 +43,7 @@
 #                               are emulated and several times slower: they run this fraction of
 #                               one pass (default 0.25), in one round only
 #   RERANKD_BENCH_FIDELITY_GROUPS / _DOCS  query groups / documents per group of the bf16 check
-#                               (default 48 / 16)
+#                               (default 48 / 12)
 #   RERANKD_BENCH_ONLY          comma-separated groups or contender ids to run: rerankd, raw, st,
 #                               flag, infinity, fidelity, or ids such as rerankd-static-16
 #   RERANKD_BENCH_SKIP          the same, to leave out
@@ -157,7 +157,7 @@ fi
 PAIRS="${RERANKD_BENCH_PAIRS:-512}"
 SEED="${RERANKD_BENCH_SEED:-0}"
 FG="${RERANKD_BENCH_FIDELITY_GROUPS:-48}"
-FD="${RERANKD_BENCH_FIDELITY_DOCS:-16}"
+FD="${RERANKD_BENCH_FIDELITY_DOCS:-12}"
 WL_KEY="$(sha256sum scripts/bench/workload.py "$MODEL_DIR/ts/tokenizer.json" | sha256sum | cut -c1-10)"
 mkdir -p "$RERANKD_BENCH_CACHE/workloads"
 export BENCH_WORKLOAD="$RERANKD_BENCH_CACHE/workloads/seed$SEED-pairs$PAIRS-fid$FG-$FD-$WL_KEY.json"

@@ -167,6 +167,7 @@ class Unit:
         self.unavailable = unavailable
         self.dtype = dtype      # the precision it runs in (rerankd: as ModelInfo reports)
         self.bf16 = bf16        # a bf16 variant: one round only on a CPU without native bf16
+        self.one_round = False  # an informational extra: one round only
 
     def run(self, rnd):  # -> list of row dicts with "key", or raises RuntimeError(reason)
         raise NotImplementedError
@@ -198,7 +199,7 @@ class OfflineUnit(Unit):
         out = []
         for row in rows:
             key = f"{self.uid}:{row['batch_size'] if row.get('batch_size') is not None else 'default'}"
-            if self.mode == "flag" and row["variant"].startswith("FlagReranker default"):
+            if self.mode.startswith("flag") and row["variant"].startswith("FlagReranker default"):
                 key = f"{self.uid}:default"
             row["key"] = key
             out.append(row)
@@ -227,6 +228,7 @@ class ServerUnit(Unit):
             server = subprocess.Popen(cmd, stdout=sf, stderr=subprocess.STDOUT, env=envv, start_new_session=True,
                                       cwd="/tmp")
         target = self.target_fmt.format(port=port)
+        cpu0, t_drv = children_cpu_s(), time.time()
         slow = self.bf16 and not NATIVE_BF16
         n_req = SLOW_BF16_REQUESTS if slow else TIMED_REQUESTS
         warm = 2 if slow else CFG["clients"]
@@ -249,6 +251,7 @@ class ServerUnit(Unit):
                         raise RuntimeError(f"timed out after {CFG['unit_timeout']:.0f}s (log {slog})")
                     time.sleep(0.2)
                 stdout = driver.stdout.read()
+            driver_cpu = children_cpu_s() - cpu0
             rows = [json.loads(ln) for ln in stdout.splitlines() if ln.startswith("{")]
             if driver.returncode != 0 or not rows:
                 raise RuntimeError(f"load driver failed (exit {driver.returncode}): {tail(dlog, 3)} | server: {tail(slog, 3)}")
@@ -257,9 +260,19 @@ class ServerUnit(Unit):
                 raise RuntimeError(f"every request failed: {row.get('first_error')}")
             row["key"] = self.uid
             row["wall_incl_startup_s"] = round(time.time() - t0, 1)
+            # CPU the load driver itself used, as a share of the machine over the timed run (it runs
+            # on the same cores as the server).
+            row["driver_cpu_share"] = round(driver_cpu / (time.time() - t_drv) / (os.cpu_count() or 1), 3)
             return [row]
         finally:
             stop(server)
+
+
+def children_cpu_s():
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def stop(proc):
@@ -305,8 +318,11 @@ def build_units():
     flag_labels = {f"flag:{b}": f"FlagReranker compute_score batch {b}" for b in CFG["py_sizes"] if b != 128}
     flag_labels["flag:default"] = "FlagReranker compute_score default (batch 128)"
     units.append(OfflineUnit("flag", "flag", P["BENCH_FLAG_PY"], "flag", hf, flag_sizes, flag_labels, flag_unavail))
-    units.append(OfflineUnit("flag-req", "flag", P["BENCH_FLAG_PY"], "flag-per-request", hf, ["default"],
-                             {"flag-req:default": "FlagReranker default, one call per request"}, flag_unavail))
+    # An extra line (one round): how a naive Python service would call it, one request at a time.
+    flag_req = OfflineUnit("flag-req", "flag", P["BENCH_FLAG_PY"], "flag-per-request", hf, ["default"],
+                           {"flag-req:default": "FlagReranker default, one call per request, sequential"}, flag_unavail)
+    flag_req.one_round = True
+    units.append(flag_req)
     units.append(OfflineUnit("st", "st", P["BENCH_PROJECT_PY"], "st", hf, CFG["py_sizes"],
                              {f"st:{b}": f"sentence-transformers CrossEncoder batch {b}" for b in CFG["py_sizes"]}))
 
@@ -408,7 +424,7 @@ def fidelity():
             server = subprocess.Popen(cmd, stdout=sf, stderr=subprocess.STDOUT, start_new_session=True, cwd="/tmp")
         try:
             r = subprocess.run([P["BENCH_DRIVER_PY"], os.path.join(HERE, "load.py"), "rerankd", f"127.0.0.1:{port}",
-                                "--workload", P["BENCH_WORKLOAD"], "--scores", scores, "--ready-timeout", "300",
+                                "--workload", P["BENCH_WORKLOAD"], "--scores", scores, "--clients", "8", "--ready-timeout", "300",
                                 "--stubs-dir", os.path.join(P["BENCH_CACHE"], "stubs")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=CFG["unit_timeout"])
             if r.returncode != 0:
@@ -476,8 +492,8 @@ def main():
         for u in units:
             if u.unavailable:
                 continue
-            if u.bf16 and not native_bf16 and rnd > 0:
-                continue  # bf16 without native support is slow: one round
+            if rnd > 0 and (u.one_round or (u.bf16 and not native_bf16)):
+                continue  # bf16 without native support is slow, extras are extras: one round
             if all(results[k]["error"] and not results[k]["runs"] for k in u.label_of) and rnd > 0:
                 continue  # failed in round 1: do not retry
             wait_quiet()
@@ -557,6 +573,7 @@ def aggregate(results, fid, meta):
                 "server": best.get("server"),
                 "padding_efficiency": (best.get("server") or {}).get("padding_efficiency", best.get("padding_efficiency")),
                 "dtype": best.get("dtype"),
+                "driver_cpu_share": best.get("driver_cpu_share"),
             })
             s0 = next((x.get("scores0") for x in r["runs"] if x.get("scores0")), None)
             if s0 is not None and ref0 is not None and len(s0) == len(ref0):
@@ -663,6 +680,8 @@ def render(rep):
         note = []
         if srv.get("pairs_per_batch"):
             note.append(f"{srv['batches']} batches, {srv['pairs_per_batch']} pairs/batch, util {srv.get('utilisation')}")
+        if r.get("driver_cpu_share") is not None:
+            note.append(f"driver CPU {r['driver_cpu_share']:.0%}")
         if r.get("errors"):
             note.append(f"{r['errors']} errors: {r.get('first_error')}")
         fc = [x for x in (r.get("foreign_cpu_rounds") or []) if x is not None]

@@ -22,8 +22,8 @@ After the timed run, the first request is sent once more with raw scores ("raw_s
 its scores, in document order, are reported as "scores0" (the comparison checks that every
 contender runs the same model).
 
---scores FILE (with --groups fidelity): sends each fidelity group once (raw scores) and writes
-{"scores": [[score per document in input order], ...]} instead of timing.
+--scores FILE: sends each of the workload's fidelity groups once (raw scores; --clients at a time)
+and writes {"scores": [[score per document in input order], ...], "dtype", "model"} instead of timing.
 
 Run with the bench driver venv (scripts/bench/setup-venvs.sh driver).
 """
@@ -165,14 +165,18 @@ async def run_rerankd(args, requests):
 
     if args.scores:
         groups = json.load(open(args.workload))["fidelity_groups"]
-        out = []
-        for g in groups:
-            r = await stubs[0].Rerank(pb2.RerankRequest(query=g["query"], documents=g["documents"],
-                                                        raw_scores=True), timeout=args.timeout)
+        sem = asyncio.Semaphore(max(1, args.clients))
+
+        async def score(g):
+            async with sem:
+                r = await stubs[0].Rerank(pb2.RerankRequest(query=g["query"], documents=g["documents"],
+                                                            raw_scores=True), timeout=args.timeout)
             s = [0.0] * len(g["documents"])
             for res in r.results:
                 s[res.index] = res.score
-            out.append(s)
+            return s
+
+        out = await asyncio.gather(*(score(g) for g in groups))
         json.dump({"scores": out, "dtype": info.dtype, "model": info.name}, open(args.scores, "w"))
         print(json.dumps({"target": "rerankd", "groups": len(out), "dtype": info.dtype}))
         for c in channels:
