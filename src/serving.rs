@@ -24,14 +24,15 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::config::{ServerConfig, TlsFiles};
 use crate::error::Error;
-use crate::grpc::pb;
 use crate::grpc::pb::reranker_server::RerankerServer;
 use crate::grpc::service::{Ready, RerankService};
+use crate::grpc::{deadline, pb};
 use crate::metrics::Metrics;
 use crate::server::Loaded;
 
@@ -131,6 +132,7 @@ where
     ))
     .max_decoding_message_size(config.max_message_bytes)
     .max_encoding_message_size(config.max_message_bytes);
+    let reranker = InterceptedService::new(reranker, deadline::stamp);
 
     let mut builder = Server::builder()
         .http2_keepalive_interval(config.keepalive_interval)

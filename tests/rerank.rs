@@ -515,3 +515,104 @@ async fn a_thousand_documents_of_four_kilobytes_fit_in_one_request() {
     let usage = response.usage.unwrap();
     assert_eq!((usage.pairs, usage.truncated), (1000, 1000));
 }
+
+/// Sends one unary gRPC call over bare HTTP/2 (no client-side deadline
+/// timer, unlike tonic's and grpcio's channels, which answer a passed
+/// deadline themselves) and returns the server's grpc-status and message.
+async fn bare_call(
+    addr: std::net::SocketAddr,
+    path: &str,
+    message: impl prost::Message,
+    timeout: &str,
+) -> (i32, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", timeout)
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    let encoded = message.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&encoded);
+    send.send_data(bytes::Bytes::from(frame), true).unwrap();
+    let response = response.await.unwrap();
+    let (head, mut body) = response.into_parts();
+    // A trailers-only answer carries grpc-status in its headers; otherwise
+    // it comes in the trailers after the body.
+    let headers = match head.headers.get("grpc-status") {
+        Some(_) => head.headers,
+        None => {
+            while let Some(chunk) = body.data().await {
+                chunk.unwrap();
+            }
+            body.trailers().await.unwrap().expect("no trailers")
+        }
+    };
+    let code = headers["grpc-status"].to_str().unwrap().parse().unwrap();
+    let message = headers
+        .get("grpc-message")
+        .map(|m| m.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (code, message)
+}
+
+/// A deadline that passes while the documents are being tokenized and
+/// scored is answered by rerankd itself with DEADLINE_EXCEEDED (not by
+/// tonic's transport timer with CANCELLED), in Rerank and ScorePairs, and
+/// the server goes on serving.
+#[tokio::test]
+async fn a_deadline_that_passes_gets_deadline_exceeded_and_the_server_goes_on() {
+    let addr = start_server(model_config(model_dir("minilm-pair"), "fp32")).unwrap();
+    // 256 pairs of 512 tokens: seconds of work on a CPU, far past 100 ms.
+    let long = long_document(600);
+    let documents: Vec<&str> = (0..256).map(|_| long.as_str()).collect();
+
+    let (code, message) = bare_call(
+        addr,
+        "/rerank.v1.Reranker/Rerank",
+        request("query", &documents),
+        "100m",
+    )
+    .await;
+    assert_eq!(code, Code::DeadlineExceeded as i32, "{message}");
+    assert!(message.contains("deadline"), "{message}");
+
+    let pairs = documents
+        .iter()
+        .map(|d| pb::Pair {
+            query: "query".into(),
+            document: d.to_string(),
+        })
+        .collect();
+    let scoring = pb::ScorePairsRequest {
+        pairs,
+        ..Default::default()
+    };
+    let (code, message) = bare_call(addr, "/rerank.v1.Reranker/ScorePairs", scoring, "100m").await;
+    assert_eq!(code, Code::DeadlineExceeded as i32, "{message}");
+
+    // A deadline that leaves time enough is met.
+    let (code, message) = bare_call(
+        addr,
+        "/rerank.v1.Reranker/Rerank",
+        request("capital of France", &[PARIS, "bananas"]),
+        "60S",
+    )
+    .await;
+    assert_eq!(code, Code::Ok as i32, "{message}");
+
+    let mut client = client(addr).await;
+    let response = client
+        .rerank(request("capital of France", &[PARIS, "bananas"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.results.len(), 2);
+    assert_eq!(response.results[0].index, 0);
+}

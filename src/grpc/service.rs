@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::pb::{self, reranker_server::Reranker};
 use super::trace::{traceparent, RequestTrace};
-use super::{progressive, stream};
+use super::{deadline, progressive, stream};
 use crate::aggregate::Aggregate;
 use crate::error::Error;
 use crate::infer::{
@@ -69,27 +69,6 @@ impl RerankService {
             }
         }
     }
-}
-
-/// The client's deadline from the `grpc-timeout` header (e.g. `250m`), as
-/// the gRPC spec writes it: digits and a unit H, M, S, m, u or n.
-fn grpc_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
-    let text = metadata.get("grpc-timeout")?.to_str().ok()?;
-    parse_grpc_timeout(text).map(|timeout| Instant::now() + timeout)
-}
-
-fn parse_grpc_timeout(text: &str) -> Option<Duration> {
-    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
-    let value: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(value.saturating_mul(3600)),
-        "M" => Duration::from_secs(value.saturating_mul(60)),
-        "S" => Duration::from_secs(value),
-        "m" => Duration::from_millis(value),
-        "u" => Duration::from_micros(value),
-        "n" => Duration::from_nanos(value),
-        _ => return None,
-    })
 }
 
 fn micros(duration: Duration) -> u64 {
@@ -201,15 +180,18 @@ impl Reranker for RerankService {
         &self,
         request: Request<pb::RerankRequest>,
     ) -> Result<Response<pb::RerankResponse>, Status> {
-        let deadline = grpc_deadline(request.metadata());
+        let deadline = deadline::of(&request);
         let parent = traceparent(request.metadata());
         let request = request.into_inner();
         let request_id = request.request_id.clone();
         let trace = RequestTrace::start("Rerank", &request_id, parent.as_deref());
         let outcome = async {
             let infer = self.infer()?;
-            let reranked = infer.rerank(to_query(request, deadline)?).await?;
-            Ok((reranked, infer.info().name.clone()))
+            let reranked = infer.rerank(to_query(request, deadline)?);
+            Ok((
+                deadline::within(deadline, reranked).await?,
+                infer.info().name.clone(),
+            ))
         }
         .instrument(trace.span.clone())
         .await;
@@ -223,7 +205,7 @@ impl Reranker for RerankService {
         &self,
         request: Request<pb::RerankRequest>,
     ) -> Result<Response<Self::RerankProgressiveStream>, Status> {
-        let deadline = grpc_deadline(request.metadata());
+        let deadline = deadline::of(&request);
         let parent = traceparent(request.metadata());
         let request = request.into_inner();
         let request_id = request.request_id.clone();
@@ -270,7 +252,7 @@ impl Reranker for RerankService {
         &self,
         request: Request<pb::ScorePairsRequest>,
     ) -> Result<Response<pb::ScorePairsResponse>, Status> {
-        let deadline = grpc_deadline(request.metadata());
+        let deadline = deadline::of(&request);
         let parent = traceparent(request.metadata());
         let request = request.into_inner();
         let trace = RequestTrace::start("ScorePairs", &request.request_id, parent.as_deref());
@@ -287,7 +269,8 @@ impl Reranker for RerankService {
                 max_length: (request.max_length > 0).then_some(request.max_length as usize),
                 deadline,
             };
-            Ok((infer.score_pairs(query).await?, infer.info().name.clone()))
+            let scored = deadline::within(deadline, infer.score_pairs(query)).await?;
+            Ok((scored, infer.info().name.clone()))
         }
         .instrument(trace.span.clone())
         .await;
@@ -357,27 +340,5 @@ impl Reranker for RerankService {
             activation: info.activation.as_str().to_string(),
             architecture: info.architecture.clone(),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts_parse_per_the_spec() {
-        let check = |text: &str, expected: Option<Duration>| {
-            assert_eq!(parse_grpc_timeout(text), expected, "{text:?}");
-        };
-        check("250m", Some(Duration::from_millis(250)));
-        check("3S", Some(Duration::from_secs(3)));
-        check("2M", Some(Duration::from_secs(120)));
-        check("1H", Some(Duration::from_secs(3600)));
-        check("100u", Some(Duration::from_micros(100)));
-        check("7n", Some(Duration::from_nanos(7)));
-        check("", None);
-        check("m", None);
-        check("10x", None);
-        check("-5S", None);
     }
 }
