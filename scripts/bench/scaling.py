@@ -8,6 +8,7 @@ point, and writes to OUT: scaling.json (every point's summary), scaling.md
 own bench JSON and SVG stay under OUT/points/. Standard library only.
 
 Usage: scaling.py BIN MODEL_DIR OUT
+       scaling.py --replot OUT      (redraws OUT/scaling.svg from OUT/scaling.json)
 Environment: RERANKD_SCALING_CLIENTS (default 1,2,4,8,16,32,64,128,256),
 RERANKD_SCALING_DOCUMENTS (default 10,100,1000,5000), RERANKD_SCALING_DURATION
 (seconds per concurrency point, default 20), RERANKD_SCALING_LENGTHS
@@ -21,7 +22,10 @@ import subprocess
 import sys
 import time
 
-BIN, MODEL, OUT = sys.argv[1:4]
+if sys.argv[1] == "--replot":
+    BIN, MODEL, OUT = None, None, sys.argv[2]
+else:
+    BIN, MODEL, OUT = sys.argv[1:4]
 CLIENTS = [int(x) for x in os.environ.get("RERANKD_SCALING_CLIENTS", "1,2,4,8,16,32,64,128,256").split(",")]
 DOCUMENTS = [int(x) for x in os.environ.get("RERANKD_SCALING_DOCUMENTS", "10,100,1000,5000").split(",")]
 DURATION = float(os.environ.get("RERANKD_SCALING_DURATION", "20"))
@@ -121,7 +125,7 @@ def table(rows, axis):
 def svg(by_clients, by_documents, title):
     """Two panels (clients, documents per request), each with pairs/s (left axis, solid) and p99
     latency (right axis, dashed), both against a log x axis."""
-    W, H, PW, PH, M = 980, 420, 380, 280, 70
+    W, H, PW, PH, M = 1130, 420, 380, 280, 80
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
              '<rect width="100%" height="100%" fill="white"/>',
              f'<text x="{W/2}" y="22" text-anchor="middle" font-size="15">{title}</text>']
@@ -157,11 +161,18 @@ def svg(by_clients, by_documents, title):
             parts.append(f'<circle cx="{px(r[axis]):.1f}" cy="{pt(r["pairs_per_second"]):.1f}" r="3" fill="#1f5fa8"/>')
             parts.append(f'<circle cx="{px(r[axis]):.1f}" cy="{pl(r["p99_ms"] / 1000):.1f}" r="3" fill="#b5432a"/>')
 
-    panel(M + 10, by_clients, "clients", f"concurrent clients ({DOCS_PER_REQUEST_FOR_CLIENTS} documents per request)")
-    panel(M + PW + 2 * M + 40, by_documents, "documents", f"documents per request ({CLIENTS_FOR_DOCUMENTS} client)")
+    panel(M, by_clients, "clients", f"concurrent clients ({DOCS_PER_REQUEST_FOR_CLIENTS} documents per request)")
+    panel(M + PW + 2 * M + 30, by_documents, "documents", f"documents per request ({CLIENTS_FOR_DOCUMENTS} client)")
     parts.append(f'<text x="{W/2}" y="{H - 8}" text-anchor="middle" fill="#555">solid: throughput (pairs/s); dashed: p99 latency</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def replot():
+    data = json.load(open(os.path.join(OUT, "scaling.json")))
+    model, meta = data["meta"]["model"], data["meta"]
+    title = f"rerankd scaling: {model.get('name')} {model.get('dtype')} on {meta['cpus']} CPUs, {meta['lengths']} documents"
+    open(os.path.join(OUT, "scaling.svg"), "w").write(svg(data["by_clients"], data["by_documents"], title))
 
 
 def main():
@@ -191,4 +202,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    replot() if BIN is None else main()
