@@ -94,7 +94,10 @@ fn queue_batches(
     let mut batches = Vec::new();
     let (mut real, mut padded) = (0, 0);
     for round in 0..REQUESTS_PER_CLIENT {
-        let mut queue = Queue::new(256, efficiency_floor);
+        let overhead = config
+            .batch_overhead_tokens
+            .unwrap_or_else(|| rerankd::config::default_batch_overhead(DeviceSpec::Cpu));
+        let mut queue = Queue::new(256, efficiency_floor).with_batch_overhead(overhead);
         for client in 0..CLIENTS {
             let first = (client * REQUESTS_PER_CLIENT + round) * DOCUMENTS_PER_REQUEST;
             let lengths: Vec<usize> = pairs[first..first + DOCUMENTS_PER_REQUEST]

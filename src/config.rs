@@ -105,6 +105,14 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_MIN_PADDING_EFFICIENCY", value_parser = parse_fraction)]
     pub min_padding_efficiency: Option<f64>,
 
+    /// What one forward pass costs beyond its tokens, in tokens' worth. A
+    /// small batch (under ten times this many padded tokens) takes a pair
+    /// past --min-padding-efficiency when the padding that pair adds is at
+    /// most this: cheaper than a forward pass of its own. Unset, it is 48
+    /// on CPU (MiniLM-L6 on 2 cores: BENCHMARKS.md) and 0 (off) on CUDA.
+    #[arg(long, env = "RERANKD_BATCH_OVERHEAD_TOKENS")]
+    pub batch_overhead_tokens: Option<usize>,
+
     /// Token budget per batch (pairs × padded length) when device memory
     /// cannot be read (CPU, or no NVIDIA driver).
     #[arg(long, env = "RERANKD_FALLBACK_BUDGET_TOKENS", default_value_t = 16_384)]
@@ -308,6 +316,18 @@ pub struct InferConfig {
     pub fallback_budget_tokens: usize,
     /// `None`: the device's default (`default_padding_floor`).
     pub min_padding_efficiency: Option<f64>,
+    /// `None`: the device's default (`default_batch_overhead`).
+    pub batch_overhead_tokens: Option<usize>,
+}
+
+/// A forward pass's cost beyond its tokens when none is configured, in
+/// tokens' worth: on 2 CPU cores a MiniLM-L6 forward costs about 14 ms plus
+/// 0.28 ms a token (BENCHMARKS.md). On CUDA it is not measured yet: off.
+pub fn default_batch_overhead(device: DeviceSpec) -> usize {
+    match device {
+        DeviceSpec::Cpu => 48,
+        DeviceSpec::Cuda(_) => 0,
+    }
 }
 
 /// The padding-efficiency floor when none is configured.
@@ -336,6 +356,7 @@ impl Default for InferConfig {
             max_queued_pairs: 20_000,
             fallback_budget_tokens: 16_384,
             min_padding_efficiency: None,
+            batch_overhead_tokens: None,
         }
     }
 }
@@ -400,6 +421,7 @@ impl ServeArgs {
             max_queued_pairs: self.max_queued_pairs,
             fallback_budget_tokens: self.fallback_budget_tokens,
             min_padding_efficiency: self.min_padding_efficiency,
+            batch_overhead_tokens: self.batch_overhead_tokens,
         }
     }
 

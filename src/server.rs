@@ -16,7 +16,9 @@ use crate::batcher::calibrate::{calibrate, Calibration, CalibrationPlan};
 use crate::batcher::controller::ControllerConfig;
 use crate::batcher::scheduler::Worker;
 use crate::batcher::scheduler::{Batcher, BatcherConfig};
-use crate::config::{default_padding_floor, InferConfig, ModelConfig, ServerConfig};
+use crate::config::{
+    default_batch_overhead, default_padding_floor, InferConfig, ModelConfig, ServerConfig,
+};
 use crate::error::Error;
 use crate::gpu::nvml::NvmlProbe;
 use crate::gpu::MemoryProbe;
@@ -161,6 +163,9 @@ where
             min_padding_efficiency: infer_config
                 .min_padding_efficiency
                 .unwrap_or_else(|| default_padding_floor(devices[0])),
+            batch_overhead_tokens: infer_config
+                .batch_overhead_tokens
+                .unwrap_or_else(|| default_batch_overhead(devices[0])),
             ..BatcherConfig::default()
         },
         workers,

@@ -76,12 +76,12 @@ pub async fn serve_loaded<S>(
 where
     S: Future<Output = ()>,
 {
-    let model = Model::<std::future::Ready<Result<Loaded, Error>>>::Loaded(loaded);
+    let model = Model::<std::future::Ready<Result<Loaded, Error>>>::Loaded(Box::new(loaded));
     serve_model(listener, None, config, model, shutdown).await
 }
 
 enum Model<L> {
-    Loaded(Loaded),
+    Loaded(Box<Loaded>),
     Loading(L),
 }
 

@@ -55,6 +55,10 @@ struct QueuedRequest {
     pairs: Vec<(usize, usize)>,
 }
 
+/// A batch is small, for the overhead rule, while its padded tokens are
+/// under this many overheads: the overhead is then over a tenth of its cost.
+const SMALL_BATCH_OVERHEADS: usize = 10;
+
 #[derive(Debug)]
 pub struct Queue {
     /// In arrival order.
@@ -65,6 +69,11 @@ pub struct Queue {
     /// A pair joins a batch only if the batch's real ÷ padded tokens stays
     /// at least this.
     min_padding_efficiency: f64,
+    /// What one forward pass costs beyond its tokens, in tokens' worth: a
+    /// small batch (under `SMALL_BATCH_OVERHEADS` times this, padded) takes
+    /// a pair past the padding floor when the padding it adds is at most
+    /// this, since running the pair alone would cost the overhead again.
+    overhead_tokens: usize,
     queued_pairs: usize,
     queued_tokens: usize,
 }
@@ -76,9 +85,16 @@ impl Queue {
             last_anchor: None,
             window_per_request: window_per_request.max(1),
             min_padding_efficiency,
+            overhead_tokens: 0,
             queued_pairs: 0,
             queued_tokens: 0,
         }
+    }
+
+    /// Sets the per-batch overhead, in tokens' worth (0: none, the default).
+    pub fn with_batch_overhead(mut self, overhead_tokens: usize) -> Self {
+        self.overhead_tokens = overhead_tokens;
+        self
     }
 
     /// Queues a request's pairs, given their lengths in tokens.
@@ -206,7 +222,11 @@ impl Queue {
             let longest = padded_len.max(item.tokens);
             let padded = (items.len() + 1) * longest;
             let efficiency = (real_tokens + item.tokens) as f64 / padded as f64;
-            if padded <= budget_tokens && efficiency >= self.min_padding_efficiency {
+            // Padding this pair adds, over running it alone, unpadded.
+            let added = padded - items.len() * padded_len - item.tokens;
+            let cheap = padded <= SMALL_BATCH_OVERHEADS * self.overhead_tokens
+                && added <= self.overhead_tokens;
+            if padded <= budget_tokens && (efficiency >= self.min_padding_efficiency || cheap) {
                 items.push(item);
                 padded_len = longest;
                 real_tokens += item.tokens;
@@ -306,6 +326,32 @@ mod tests {
             .map(|b| b.items.iter().map(|i| i.tokens).collect())
             .collect();
         assert_eq!(sizes, [vec![10], vec![95, 100, 100]], "{batches:?}");
+    }
+
+    #[test]
+    fn a_small_batch_takes_pairs_whose_padding_costs_less_than_a_forward() {
+        // Floor 0.95 alone would run 40, 52 and 75 as three batches.
+        let cut = |overhead| {
+            let mut queue = Queue::new(8, 0.95).with_batch_overhead(overhead);
+            queue.push(1, Instant::now(), None, &[40, 52, 75, 300]);
+            drain(&mut queue, 4096, 32)
+                .iter()
+                .map(|b| b.items.iter().map(|i| i.tokens).collect())
+                .collect::<Vec<Vec<usize>>>()
+        };
+        assert_eq!(cut(0), [vec![40], vec![52], vec![75], vec![300]]);
+        // 52 adds 12 tokens of padding to 40, 75 then adds 2 × 23 = 46: both
+        // under 48. 300 would add 3 × 225, and is past 480 tokens anyway.
+        assert_eq!(cut(48), [vec![40, 52, 75], vec![300]]);
+        // A big batch is not small: the floor alone decides there.
+        let mut queue = Queue::new(64, 0.95).with_batch_overhead(48);
+        queue.push(1, Instant::now(), None, &[100; 6]);
+        queue.push(2, Instant::now(), None, &[60]);
+        let sizes: Vec<usize> = drain(&mut queue, 4096, 32)
+            .iter()
+            .map(|b| b.items.len())
+            .collect();
+        assert_eq!(sizes, [6, 1]);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct BatcherConfig {
     pub window_per_request: usize,
     /// Lowest real ÷ padded tokens a batch may grow to.
     pub min_padding_efficiency: f64,
+    /// One forward pass's cost beyond its tokens, in tokens' worth
+    /// (`Queue::with_batch_overhead`).
+    pub batch_overhead_tokens: usize,
     /// Every worker's controller starts from this (its bytes per token
     /// replaced by the worker's own measurement, when it has one).
     pub controller: ControllerConfig,
@@ -59,6 +62,7 @@ impl Default for BatcherConfig {
             retry_after: Duration::from_secs(1),
             window_per_request: 256,
             min_padding_efficiency: 0.85,
+            batch_overhead_tokens: 0,
             controller: ControllerConfig::default(),
             pad_token_id: 0,
             uses_token_type_ids: true,
@@ -182,7 +186,8 @@ impl Batcher {
             stats: Arc::clone(&stats),
         };
         let scheduler = Scheduler {
-            queue: Queue::new(config.window_per_request, config.min_padding_efficiency),
+            queue: Queue::new(config.window_per_request, config.min_padding_efficiency)
+                .with_batch_overhead(config.batch_overhead_tokens),
             workers: running,
             pending: HashMap::new(),
             next_id: 0,
