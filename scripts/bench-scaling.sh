@@ -8,7 +8,7 @@
 #
 # Environment: RERANKD_BENCH_BIN (default: cargo build --release, target/release/rerankd),
 # and RERANKD_SCALING_* (scripts/bench/scaling.py says which).
-# Takes about 8 minutes on 2 cores with the defaults.
+# Takes about 11 minutes on 2 cores with the defaults.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
