@@ -251,6 +251,7 @@ fn main() {
         devices: vec![DeviceSpec::Cpu],
         dtype: dtype.parse::<DtypeRequest>().unwrap(),
         threads,
+        graph_optimization: true,
     };
     let loaded = runtime
         .block_on(server::load(&config, infer_config))

@@ -67,6 +67,18 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_THREADS", default_value_t = 0)]
     pub threads: usize,
 
+    /// Whether libtorch's graph executor optimises the TorchScript graph
+    /// (its profiling executor and fusers): on or off. Off runs the graph as
+    /// exported; scores are the same either way, only speed may differ.
+    #[arg(
+        long,
+        env = "RERANKD_GRAPH_OPTIMIZATION",
+        default_value = "on",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    pub graph_optimization: bool,
+
     /// Most documents one request may carry; more is INVALID_ARGUMENT.
     #[arg(long, env = "RERANKD_MAX_DOCUMENTS", default_value_t = 1000)]
     pub max_documents: usize,
@@ -299,6 +311,8 @@ pub struct ModelConfig {
     pub dtype: DtypeRequest,
     /// 0 = libtorch's default.
     pub threads: usize,
+    /// Whether libtorch optimises the TorchScript graph (`--graph-optimization`).
+    pub graph_optimization: bool,
 }
 
 /// Per-request limits and how requests are batched.
@@ -408,6 +422,7 @@ impl ServeArgs {
             devices: self.devices.clone(),
             dtype: self.dtype,
             threads: self.threads,
+            graph_optimization: self.graph_optimization,
         }
     }
 
@@ -464,7 +479,36 @@ mod tests {
         assert_eq!(model.dir, PathBuf::from("/m"));
         assert_eq!(model.devices, vec![DeviceSpec::Cpu]);
         assert_eq!(model.dtype, DtypeRequest::Exact(Dtype::Bf16));
+        assert!(model.graph_optimization);
         assert_eq!(args.addr.port(), 50051);
+    }
+
+    #[test]
+    fn graph_optimization_turns_off() {
+        for off in ["off", "false", "0"] {
+            let cli = Cli::try_parse_from([
+                "rerankd",
+                "serve",
+                "--model",
+                "/m",
+                "--graph-optimization",
+                off,
+            ])
+            .unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("parsed as another command")
+            };
+            assert!(!args.model_config().graph_optimization, "{off}");
+        }
+        let refused = Cli::try_parse_from([
+            "rerankd",
+            "serve",
+            "--model",
+            "/m",
+            "--graph-optimization",
+            "sometimes",
+        ]);
+        assert!(refused.is_err());
     }
 
     #[test]

@@ -27,7 +27,11 @@ fn bf16_tolerance(model: &str) -> f32 {
 /// `tolerance` of the exporter's eager score, and no ranking inversion beyond
 /// ties.
 async fn check_golden(model: &str, dtype: &str, tolerance: f32) {
-    let mut client = client(shared_server(model, dtype)).await;
+    check_golden_at(shared_server(model, dtype), model, dtype, tolerance).await;
+}
+
+async fn check_golden_at(addr: std::net::SocketAddr, model: &str, dtype: &str, tolerance: f32) {
+    let mut client = client(addr).await;
     let golden = golden(model);
     assert!(!golden.groups.is_empty());
     for (g, group) in golden.groups.iter().enumerate() {
@@ -56,6 +60,17 @@ async fn fp32_scores_equal_the_exporters_golden_scores() {
     for model in ["tiny-bert", "tiny-xlmr", "minilm-pair"] {
         check_golden(model, "fp32", 1e-4).await;
     }
+}
+
+/// `--graph-optimization off` runs the TorchScript graph as exported: the
+/// same scores.
+#[tokio::test]
+async fn graph_optimization_off_scores_the_same() {
+    let model = "tiny-bert";
+    let mut config = model_config(model_dir(model), "fp32");
+    config.graph_optimization = false;
+    let addr = start_server(config).unwrap();
+    check_golden_at(addr, model, "fp32", 1e-4).await;
 }
 
 /// The largest |server − golden| over the golden set, raw scores.

@@ -3,8 +3,9 @@
 //! may serve.
 //!
 //! Owns: reading `golden.json`, and the pure comparisons (largest score
-//! difference, ranking inversions beyond ties). Must never: run the model
-//! (the model thread feeds it scores) or decide anything on a timing.
+//! difference, ranking inversions beyond ties, non-finite scores) and the
+//! gate built on them. Must never: run the model (the model thread feeds it
+//! scores) or decide anything on a timing.
 
 use std::cmp::Ordering;
 use std::path::Path;
@@ -90,6 +91,73 @@ pub fn first_inversion(
     None
 }
 
+/// What the gate compared when a lower precision passed it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GateReport {
+    /// Largest |candidate − reference| over the golden set.
+    pub max_abs_diff: f32,
+    /// Ordered document pairs whose reference scores differ by more than the
+    /// tie tolerance: the pairs whose order the gate checked. Zero means the
+    /// golden set could not discriminate (the model's scores are nearly
+    /// constant on it), and only closeness was checked.
+    pub compared_pairs: usize,
+}
+
+/// The faithfulness gate: may `candidate` (a lower precision's scores of the
+/// golden groups) serve in place of `reference` (fp32's)? `Err` says why not:
+/// a non-finite score; an order `reference` has beyond `tie_tolerance` that
+/// `candidate` loses; or, when no pair of documents differs beyond the
+/// tolerance (nothing to rank), scores that moved by more than it.
+pub fn gate(
+    reference: &[Vec<f32>],
+    candidate: &[Vec<f32>],
+    tie_tolerance: f32,
+) -> Result<GateReport, String> {
+    for (group, scores) in candidate.iter().enumerate() {
+        if let Some((document, score)) = scores.iter().enumerate().find(|(_, s)| !s.is_finite()) {
+            return Err(format!(
+                "document {document} of golden group {group} scored {score}"
+            ));
+        }
+    }
+    let max_abs_diff = reference
+        .iter()
+        .zip(candidate)
+        .map(|(a, b)| max_abs_diff(a, b))
+        .fold(0.0, f32::max);
+    for (group, (a, b)) in reference.iter().zip(candidate).enumerate() {
+        if let Some((i, j)) = first_inversion(a, b, tie_tolerance) {
+            return Err(format!(
+                "documents {i} and {j} of golden group {group} are ordered unlike fp32 \
+                 (largest score difference {max_abs_diff})"
+            ));
+        }
+    }
+    let compared_pairs = reference
+        .iter()
+        .map(|scores| ordered_pairs(scores, tie_tolerance))
+        .sum();
+    if compared_pairs == 0 && max_abs_diff > tie_tolerance {
+        return Err(format!(
+            "the golden set cannot discriminate (every group's fp32 scores lie within \
+             {tie_tolerance}) and scores moved by {max_abs_diff}, more than that"
+        ));
+    }
+    Ok(GateReport {
+        max_abs_diff,
+        compared_pairs,
+    })
+}
+
+/// Ordered pairs `(i, j)` with `scores[i]` above `scores[j]` by more than
+/// `tie_tolerance`.
+fn ordered_pairs(scores: &[f32], tie_tolerance: f32) -> usize {
+    scores
+        .iter()
+        .map(|a| scores.iter().filter(|b| a - *b > tie_tolerance).count())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +182,41 @@ mod tests {
         check(&[0.9, 0.1], &[0.5, 0.5], Some((0, 1)));
         check(&[0.9, 0.1], &[f32::NAN, 0.5], Some((0, 1)));
         assert_eq!(max_abs_diff(&[1.0], &[f32::NAN]), f32::INFINITY);
+    }
+
+    #[test]
+    fn the_gate() {
+        let check = |reference: &[f32], candidate: &[f32], expected: Result<usize, &str>| {
+            let verdict = gate(&[reference.to_vec()], &[candidate.to_vec()], 0.01)
+                .map(|report| report.compared_pairs);
+            match (&verdict, &expected) {
+                (Ok(pairs), Ok(expected)) => assert_eq!(pairs, expected),
+                (Err(reason), Err(part)) => assert!(reason.contains(part), "{reason}"),
+                _ => panic!("{reference:?} vs {candidate:?}: {verdict:?}, expected {expected:?}"),
+            }
+        };
+        // Three documents well apart: three ordered pairs compared.
+        check(&[0.9, 0.5, 0.1], &[0.89, 0.51, 0.1], Ok(3));
+        check(&[0.9, 0.5, 0.1], &[0.4, 0.6, 0.0], Err("documents 0 and 1"));
+        // NaN and infinities fail whatever the ties, even when nothing ranks.
+        check(
+            &[0.9, 0.5],
+            &[f32::NAN, 0.5],
+            Err("document 0 of golden group 0 scored NaN"),
+        );
+        check(&[0.5, 0.5], &[0.5, f32::INFINITY], Err("scored inf"));
+        check(&[0.5, 0.5], &[f32::NEG_INFINITY, 0.5], Err("scored -inf"));
+        // Nearly constant scores: no pair to rank, so closeness is checked.
+        check(&[0.500, 0.502, 0.504], &[0.503, 0.501, 0.500], Ok(0));
+        check(
+            &[0.500, 0.502, 0.504],
+            &[0.9, 0.1, 0.5],
+            Err("cannot discriminate"),
+        );
+        // One discriminating pair among ties is enough to rank.
+        check(&[0.500, 0.505, 0.9], &[0.505, 0.500, 0.91], Ok(2));
+        let report = gate(&[vec![1.0, 0.0]], &[vec![0.75, 0.0]], 0.01).unwrap();
+        assert_eq!(report.max_abs_diff, 0.25);
     }
 
     #[test]

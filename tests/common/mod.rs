@@ -48,6 +48,7 @@ pub fn model_config(dir: PathBuf, dtype: &str) -> ModelConfig {
         devices: vec![DeviceSpec::Cpu],
         dtype: dtype.parse::<DtypeRequest>().unwrap(),
         threads: 0,
+        graph_optimization: true,
     }
 }
 
