@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::gpu::nvml::NvmlProbe;
 use crate::gpu::MemoryProbe;
 use crate::infer::{Infer, ModelInfo};
-use crate::model::golden::GoldenSet;
+use crate::model::golden::{GoldenSet, TIE_TOLERANCE};
 use crate::model::precision::{cpu_has_native_bf16, resolve_dtype};
 use crate::model::thread::ModelThread;
 use crate::model::torch::{tch_device, TorchScorer};
@@ -89,6 +89,7 @@ where
             dtype: resolve_dtype(config.dtype, device, cpu_has_native_bf16())?,
             golden: golden.clone(),
             warmup: warmup.clone(),
+            graph_optimization: config.graph_optimization,
         };
         let calibration_plan = CalibrationPlan {
             max_pairs: infer_config.max_batch_pairs,
@@ -111,6 +112,9 @@ where
                 DeviceSpec::Cpu => None,
             };
             let calibration = probe.as_mut().and_then(|probe| {
+                // Blocks cached so far (the fp32 weights a cast freed, the
+                // golden batches) would absorb the first steps' growth.
+                scorer.release_cached_memory();
                 calibrate(&mut scorer, probe.as_mut(), &window_pair, &calibration_plan)
             });
             let reading = probe.as_mut().and_then(|probe| probe.read().ok());
@@ -320,8 +324,20 @@ fn log_report(dir: &ModelDir, worker: &WorkerReport) {
         warmup_ms = report.warmup_time.as_millis() as u64,
         fp32_vs_golden = ?report.fp32_vs_golden,
         lowered_vs_fp32 = ?report.lowered_vs_fp32,
+        golden_pairs_compared = ?report.golden_pairs_compared,
+        graph_optimization = report.graph_optimization,
         "model loaded and warmed up"
     );
+    if report.golden_pairs_compared == Some(0) {
+        tracing::warn!(
+            device = %worker.device,
+            dtype = %report.serving,
+            tie_tolerance = TIE_TOLERANCE,
+            "the golden set cannot discriminate: every golden group's fp32 scores lie within the \
+             tie tolerance, so the gate checked only that the lower precision's scores are finite \
+             and as close to fp32"
+        );
+    }
     if let Some(worst) = report.fp32_vs_golden {
         if worst > 1e-3 {
             tracing::warn!(
@@ -332,7 +348,7 @@ fn log_report(dir: &ModelDir, worker: &WorkerReport) {
         }
     }
     if let Some(reason) = &report.fallback {
-        tracing::warn!(%reason, "serving in fp32: the requested precision changed rankings");
+        tracing::warn!(%reason, "serving in fp32: the requested precision failed the golden gate");
     }
     match &worker.calibration {
         Some(calibration) => tracing::info!(
@@ -344,7 +360,8 @@ fn log_report(dir: &ModelDir, worker: &WorkerReport) {
         ),
         None if matches!(worker.device, DeviceSpec::Cuda(_)) => tracing::warn!(
             device = %worker.device,
-            "could not measure memory per padded token; assuming 256 KiB until batches run"
+            "could not measure memory per padded token (no probe reading, or no two calibration \
+             steps grew used memory); assuming 256 KiB (Stats: bytes_per_token_measured false)"
         ),
         None => {}
     }

@@ -5,8 +5,13 @@
 //! libtorch exposes no CUDA allocator statistics, so the measure is the
 //! device's used memory (total − free) as NVML sees it. The caching
 //! allocator keeps the blocks it reserved, so used memory read after a batch
-//! reflects the peak that batch needed, and it only grows; its slope over
-//! padded tokens is what the controller divides free memory by.
+//! reflects the largest peak so far, and it only grows; its slope over
+//! padded tokens is what the controller divides free memory by. A step only
+//! shows its own peak when it outgrew the cache: blocks cached before
+//! calibration (the fp32 weights a cast to fp16 freed, the golden batches)
+//! absorb the first steps and part of the one that outgrows them. So a slope
+//! counts only between two steps that both grew used memory, and the caller
+//! empties the cache first (`TorchScorer::release_cached_memory`).
 //!
 //! Owns: the doubling schedule, when it stops, and the estimate taken from
 //! the readings. Must never: run on a tokio worker (it runs libtorch and
@@ -38,7 +43,7 @@ pub struct CalibrationPlan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Calibration {
     /// Measured bytes per padded token (the slope of used memory over padded
-    /// tokens; the largest between successive steps).
+    /// tokens; the largest between successive steps that both grew it).
     pub bytes_per_token: f64,
     /// (padded tokens, used bytes after the batch) for each step that ran.
     pub steps: Vec<(usize, u64)>,
@@ -56,7 +61,8 @@ pub struct Calibration {
 /// `plan.safety_fraction` of the free memory read before the first step.
 ///
 /// The estimate is the largest slope (Δ used ÷ Δ padded tokens) between
-/// successive steps, or (used − baseline) ÷ tokens when only one step ran.
+/// successive steps that both grew used memory, or (used − baseline) ÷
+/// tokens when only one step ran.
 /// The first forward pass also allocates workspaces (cuBLAS handles and the
 /// like) that do not scale with the batch, and the caching allocator grows in
 /// whole segments, so per-step slopes are noisy: the largest one is kept,
@@ -65,8 +71,8 @@ pub struct Calibration {
 ///
 /// An out-of-memory error at a step ends calibration with what the earlier
 /// steps measured, and records the step as the ceiling. `None` when no step
-/// ran, a probe read failed, any other score error happened, or memory never
-/// grew (the allocator already held enough).
+/// ran, a probe read failed, any other score error happened, or no two
+/// successive steps grew memory (the allocator's cache held most of them).
 pub fn calibrate<S: Scorer + ?Sized>(
     scorer: &mut S,
     probe: &mut dyn MemoryProbe,
@@ -120,8 +126,11 @@ fn used_bytes(reading: MemoryReading) -> u64 {
     reading.total_bytes.saturating_sub(reading.free_bytes)
 }
 
-/// The largest slope between successive steps; from the baseline when only
-/// one step ran; `None` before any.
+/// The largest slope between successive steps that both grew used memory
+/// (a step that did not grow it ran inside blocks cached earlier, so the
+/// growth of the step after it is only part of that step's need); from the
+/// baseline when only one step ran; `None` before any, or when no two
+/// successive steps grew.
 fn estimate(baseline_used: u64, steps: &[(usize, u64)]) -> Option<f64> {
     let slope = |(tokens_a, used_a): (usize, u64), (tokens_b, used_b): (usize, u64)| {
         (used_b as f64 - used_a as f64) / (tokens_b as f64 - tokens_a as f64)
@@ -129,10 +138,16 @@ fn estimate(baseline_used: u64, steps: &[(usize, u64)]) -> Option<f64> {
     match steps {
         [] => None,
         [only] => Some(slope((0, baseline_used), *only)),
-        _ => steps
-            .windows(2)
-            .map(|pair| slope(pair[0], pair[1]))
-            .reduce(f64::max),
+        _ => {
+            let points: Vec<(usize, u64)> = std::iter::once((0, baseline_used))
+                .chain(steps.iter().copied())
+                .collect();
+            points
+                .windows(3)
+                .filter(|w| w[1].1 > w[0].1 && w[2].1 > w[1].1)
+                .map(|w| slope(w[1], w[2]))
+                .reduce(f64::max)
+        }
     }
 }
 
@@ -330,5 +345,26 @@ mod tests {
         // A device whose use does not move with the batch at all.
         let memory = FakeMemory::new(80 * GIB, 2 * GIB, 0, 0);
         assert_eq!(check(memory, Run::new(8, 0.8)).0, None);
+    }
+
+    #[test]
+    fn steps_inside_blocks_cached_before_do_not_count() {
+        // Blocks cached before calibration (the fp32 weights freed by a cast)
+        // hold 40 pairs' worth: only the 64-pair step grows used memory, by
+        // 24 pairs' worth. Its slope from the 32-pair step would be 0.75 of
+        // the truth; with no two growing steps nothing is measured.
+        let memory = device();
+        memory.ran(40 * WINDOW);
+        let (calibration, calls) = check(memory, Run::new(64, 0.8));
+        assert_eq!((calibration, calls), (None, 7));
+        // Cached blocks of 5 pairs' worth: the 8-pair step grows partly, and
+        // the slopes from it on are whole.
+        let memory = device();
+        memory.ran(5 * WINDOW);
+        let (calibration, _) = check(memory, Run::new(64, 0.8));
+        assert_close(
+            calibration.expect("a measurement").bytes_per_token,
+            200 * KIB,
+        );
     }
 }

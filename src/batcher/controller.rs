@@ -8,11 +8,20 @@
 //! only once free memory has grown since it was set; when free memory drops,
 //! shrink before the next batch.
 //!
-//! Free memory as NVML reads it leaves out what this process's caching
-//! allocator holds: after a batch of T tokens the allocator keeps about
-//! T × bytes per token reserved for the next one. So the memory a batch may
-//! use is the free memory plus that reserve (the largest batch run so far,
-//! warm-up included), or one large batch would shrink the budget to nothing.
+//! The memory model (see ARCHITECTURE.md, "GPU memory"): NVML's free memory
+//! already leaves out everything libtorch's caching allocator holds, in use
+//! or cached. After a batch of T padded tokens the allocator keeps about
+//! T × bytes per token cached for the next one: memory this process owns
+//! that no other process can take. So the memory the next batch may plan on
+//! is that reserve (the largest batch since the allocator last emptied its
+//! cache) in full, plus the safety share of free memory (which another
+//! process may take at any moment). Counting the reserve keeps a squeeze by
+//! another process from shrinking the budget below what the warm cache
+//! already holds; not scaling it by the safety share keeps it from shrinking
+//! for nothing. Before it raises an out-of-memory error the allocator hands
+//! every unused cached block back to the driver, so an out-of-memory error
+//! empties the reserve: the reading after it shows that memory as free, and
+//! counting it again as reserve would count it twice.
 //! Must never: do I/O, read a clock, or touch
 //! libtorch/NVML — readings and outcomes are passed in, so every rule is
 //! unit-tested with plain numbers.
@@ -22,7 +31,8 @@ pub use crate::gpu::MemoryReading;
 /// Tuning of the sizing rule. `Default` gives the server's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControllerConfig {
-    /// Share of free device memory a batch may plan to use.
+    /// Share of free device memory a batch may plan to use (on top of the
+    /// allocator's reserve, which it may use in full).
     pub safety_fraction: f64,
     /// The budget never goes below this (one window-length pair: a single
     /// pair must always be tried).
@@ -56,11 +66,12 @@ impl Default for ControllerConfig {
     }
 }
 
-/// A size that ran out of memory, and how much was free when it did.
+/// A size that ran out of memory, and how much memory was available to it
+/// (free plus the allocator's reserve) when it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ceiling {
     pub tokens: usize,
-    pub free_bytes: Option<u64>,
+    pub available_bytes: Option<u64>,
 }
 
 /// What the controller knows, for `Stats` and logs.
@@ -68,6 +79,9 @@ pub struct Ceiling {
 pub struct ControllerState {
     pub budget_tokens: usize,
     pub bytes_per_token: f64,
+    /// Whether `bytes_per_token` was measured (calibration at start-up, or
+    /// a measurement reported since) rather than the assumed default.
+    pub bytes_per_token_measured: bool,
     pub last_reading: Option<MemoryReading>,
     pub ceiling: Option<Ceiling>,
     pub oom_count: u64,
@@ -79,14 +93,16 @@ pub struct Controller {
     config: ControllerConfig,
     budget_tokens: usize,
     bytes_per_token: f64,
+    bytes_per_token_measured: bool,
     last_reading: Option<MemoryReading>,
     ceiling: Option<Ceiling>,
     successes_in_a_row: u32,
     growth_step: usize,
     oom_count: u64,
     batches: u64,
-    /// The largest batch (padded tokens) that ran: what the allocator is
-    /// assumed to hold in reserve.
+    /// The largest batch (padded tokens) that ran since the allocator last
+    /// emptied its cache (at an out-of-memory error): what it is assumed to
+    /// hold in reserve.
     cached_tokens: usize,
     /// `cached_tokens` when `last_reading` was taken: the reserve that
     /// reading counted as used, and so the one to add back as usable (a
@@ -101,6 +117,7 @@ impl Controller {
         let mut controller = Controller {
             budget_tokens: config.fallback_tokens,
             bytes_per_token: config.initial_bytes_per_token,
+            bytes_per_token_measured: false,
             growth_step: 0,
             last_reading: None,
             ceiling: None,
@@ -118,6 +135,21 @@ impl Controller {
         controller.budget_tokens = controller.clamp(controller.budget_tokens);
         controller.growth_step = controller.step_for(controller.budget_tokens);
         controller
+    }
+
+    /// Bytes per padded token measured at start-up (calibration), in place
+    /// of the assumed default; `None` keeps the default, and `Stats` says it
+    /// was assumed.
+    pub fn calibrated(mut self, bytes_per_token: Option<f64>) -> Self {
+        if let Some(measured) = bytes_per_token.filter(|b| b.is_finite() && *b > 0.0) {
+            self.bytes_per_token = measured;
+            self.bytes_per_token_measured = true;
+            if let Some(reading) = self.last_reading {
+                self.budget_tokens = self.clamp(self.fits(reading));
+                self.growth_step = self.step_for(self.budget_tokens);
+            }
+        }
+        self
     }
 
     /// The largest batch that ran before serving (warm-up, calibration), in
@@ -142,6 +174,7 @@ impl Controller {
         ControllerState {
             budget_tokens: self.budget_tokens,
             bytes_per_token: self.bytes_per_token,
+            bytes_per_token_measured: self.bytes_per_token_measured,
             last_reading: self.last_reading,
             ceiling: self.ceiling,
             oom_count: self.oom_count,
@@ -172,6 +205,7 @@ impl Controller {
             } else {
                 0.5 * (self.bytes_per_token + bytes_per_token)
             };
+            self.bytes_per_token_measured = true;
             if let Some(reading) = self.last_reading {
                 self.on_memory(reading);
             }
@@ -208,27 +242,35 @@ impl Controller {
     }
 
     /// A batch of `padded_tokens` ran out of memory: halve the budget below
-    /// it and remember it as a ceiling.
+    /// it and remember it as a ceiling. The allocator emptied its cache
+    /// before it gave up, so the reserve is gone: only batches run from now
+    /// on (the split halves) fill it again.
     pub fn on_oom(&mut self, padded_tokens: usize) {
         self.oom_count += 1;
         self.successes_in_a_row = 0;
         self.ceiling = Some(Ceiling {
             tokens: padded_tokens,
-            free_bytes: self.last_reading.map(|r| self.usable_bytes(r) as u64),
+            available_bytes: self.last_reading.map(|r| self.available_bytes(r) as u64),
         });
+        self.cached_tokens = 0;
         let halved = (padded_tokens.min(self.budget_tokens) / 2).max(1);
         self.budget_tokens = self.clamp(halved);
     }
 
-    /// Free memory plus the allocator's reserve that `reading` counted as
-    /// used. (After an out-of-memory error the allocator gets back the
-    /// failed attempt's blocks too, so the reserve is kept, not zeroed.)
-    fn usable_bytes(&self, reading: MemoryReading) -> f64 {
-        reading.free_bytes as f64 + self.reading_cached_tokens as f64 * self.bytes_per_token
+    /// The allocator's reserve that `reading` counted as used.
+    fn reserve_bytes(&self) -> f64 {
+        self.reading_cached_tokens as f64 * self.bytes_per_token
     }
 
+    /// Memory this process could use now: free plus its own reserve.
+    fn available_bytes(&self, reading: MemoryReading) -> f64 {
+        reading.free_bytes as f64 + self.reserve_bytes()
+    }
+
+    /// Padded tokens that fit: the reserve in full, plus the safety share of
+    /// free memory.
     fn fits(&self, reading: MemoryReading) -> usize {
-        let usable = self.usable_bytes(reading) * self.config.safety_fraction;
+        let usable = self.reserve_bytes() + reading.free_bytes as f64 * self.config.safety_fraction;
         (usable / self.bytes_per_token).floor() as usize
     }
 
@@ -243,7 +285,7 @@ impl Controller {
     fn memory_to_spare(&self) -> bool {
         match self.last_reading {
             Some(reading) => {
-                self.usable_bytes(reading)
+                self.available_bytes(reading)
                     >= reading.total_bytes as f64 * self.config.free_margin_fraction
             }
             None => true,
@@ -251,8 +293,8 @@ impl Controller {
     }
 
     fn memory_grew_since(&self, ceiling: Ceiling) -> bool {
-        match (ceiling.free_bytes, self.last_reading) {
-            (Some(then), Some(now)) => self.usable_bytes(now) > then as f64,
+        match (ceiling.available_bytes, self.last_reading) {
+            (Some(then), Some(now)) => self.available_bytes(now) > then as f64,
             // Without readings there is no evidence that memory grew.
             _ => false,
         }
@@ -328,35 +370,66 @@ mod tests {
     }
 
     #[test]
-    fn memory_the_allocator_keeps_from_a_batch_still_counts_as_usable() {
+    fn the_allocator_reserve_counts_in_full_and_a_squeeze_leaves_it_alone() {
         // 8 GiB free × 0.5 ÷ 1 MiB = 4096 tokens; a batch of 4096 tokens
-        // leaves 4 GiB reserved by the allocator, which NVML reads as used.
+        // leaves 4 GiB cached by the allocator, which NVML reads as used.
         let mut controller = Controller::new(config(), Some(reading(8)));
         controller.on_success(4096);
         controller.on_memory(reading(4));
         assert_eq!(controller.budget_tokens(), 4096);
-        // Another process taking 2 GiB still shrinks it.
+        // Another process takes 2 GiB, then everything free: the warm cache
+        // still holds a 4096-token batch, so the budget does not shrink.
         controller.on_memory(reading(2));
-        assert_eq!(controller.budget_tokens(), 3072);
-        // A warm-up batch counts the same way: 6 GiB free after a 2048-token
-        // calibration batch is 8 GiB usable.
-        let warmed = Controller::new(config(), Some(reading(6))).warmed_up(2048);
-        assert_eq!(warmed.budget_tokens(), 4096);
-        // An out-of-memory error halves the budget; the reserve stays
-        // usable (the allocator holds the failed attempt's blocks), so a
-        // reading near zero free afterwards does not collapse the budget.
-        let mut controller = Controller::new(config(), Some(reading(8)));
-        controller.on_success(4096);
-        controller.on_oom(4096);
+        assert_eq!(controller.budget_tokens(), 4096);
         controller.on_memory(reading(0));
-        assert_eq!(controller.budget_tokens(), 2048);
-        // Growth goes on: 6 GiB free + 4 GiB reserve is above the 8 GiB
-        // margin (raw free alone is not), and more than at the ceiling.
-        controller.on_memory(reading(6));
-        for _ in 0..6 {
+        assert_eq!(controller.budget_tokens(), 4096);
+        // A warm-up batch counts the same way: a 2048-token calibration
+        // batch cached, plus half of the 6 GiB free.
+        let warmed = Controller::new(config(), Some(reading(6))).warmed_up(2048);
+        assert_eq!(warmed.budget_tokens(), 2048 + 3072);
+    }
+
+    #[test]
+    fn an_out_of_memory_error_empties_the_reserve() {
+        // Safety 1 so that the reserve and free memory weigh the same.
+        let config = ControllerConfig {
+            safety_fraction: 1.0,
+            ..config()
+        };
+        let mut controller = Controller::new(config, Some(reading(8)));
+        assert_eq!(controller.budget_tokens(), 8192);
+        controller.on_success(8192);
+        controller.on_memory(reading(0));
+        // The 8192-token batch runs out of memory (the allocator empties its
+        // cache first); its halves run and cache 4 GiB; 4 GiB are free.
+        controller.on_oom(8192);
+        controller.on_success(4096);
+        controller.on_success(4096);
+        controller.on_memory(reading(4));
+        assert_eq!(controller.budget_tokens(), 4096);
+        // 4 GiB free + 4 GiB reserve is what was there at the ceiling: no
+        // growth past it. (Keeping the old 8 GiB reserve would count the
+        // released cache twice and grow into the same error.)
+        for _ in 0..30 {
             controller.on_success(controller.budget_tokens());
         }
-        assert_eq!(controller.budget_tokens(), 4096);
+        assert_eq!(controller.budget_tokens(), 8191);
+        assert_eq!(
+            controller.state().ceiling.unwrap().available_bytes,
+            Some(8 * GIB)
+        );
+    }
+
+    #[test]
+    fn calibration_replaces_the_assumed_bytes_per_token() {
+        let assumed = Controller::new(config(), Some(reading(8))).calibrated(None);
+        assert!(!assumed.state().bytes_per_token_measured);
+        assert_eq!(assumed.budget_tokens(), 4096);
+        let measured = Controller::new(config(), Some(reading(8))).calibrated(Some(512.0 * 1024.0));
+        assert!(measured.state().bytes_per_token_measured);
+        assert_eq!(measured.budget_tokens(), 8192);
+        let nonsense = Controller::new(config(), Some(reading(8))).calibrated(Some(f64::NAN));
+        assert!(!nonsense.state().bytes_per_token_measured);
     }
 
     #[test]

@@ -153,12 +153,9 @@ impl Batcher {
         let mut running = Vec::new();
         let mut stats = Vec::new();
         for worker in workers {
-            let mut controller_config = config.controller.clone();
-            if let Some(measured) = worker.bytes_per_token {
-                controller_config.initial_bytes_per_token = measured;
-            }
-            let controller =
-                Controller::new(controller_config, worker.reading).warmed_up(worker.warmed_tokens);
+            let controller = Controller::new(config.controller.clone(), worker.reading)
+                .calibrated(worker.bytes_per_token)
+                .warmed_up(worker.warmed_tokens);
             stats.push(WorkerStats {
                 device: worker.device.clone(),
                 controller: controller.state(),

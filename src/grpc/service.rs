@@ -304,6 +304,7 @@ impl Reranker for RerankService {
                     device: worker.device.clone(),
                     budget_tokens: controller.budget_tokens as u64,
                     bytes_per_token: controller.bytes_per_token,
+                    bytes_per_token_measured: controller.bytes_per_token_measured,
                     memory_known: reading.is_some(),
                     free_bytes: reading.map_or(0, |r| r.free_bytes),
                     total_bytes: reading.map_or(0, |r| r.total_bytes),

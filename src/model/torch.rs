@@ -83,6 +83,18 @@ impl TorchScorer {
         Ok(())
     }
 
+    /// Hands every block libtorch's CUDA caching allocator holds unused back
+    /// to the driver (a no-op on CPU), so that NVML's used memory is what
+    /// live tensors need. tch binds no `empty_cache`; but before the
+    /// allocator raises an out-of-memory error it frees all its unused cached
+    /// blocks and retries, so asking it for more memory than any device has
+    /// (1 PiB) empties the cache, and the error that follows is expected.
+    pub fn release_cached_memory(&self) {
+        if self.device.is_cuda() {
+            let _ = Tensor::f_empty([1i64 << 50], (Kind::Uint8, self.device));
+        }
+    }
+
     fn tensor(&self, values: &[i64], batch: &PaddedBatch) -> Result<Tensor, ScoreError> {
         let shape = [batch.pairs as i64, batch.padded_len as i64];
         Tensor::f_from_slice(values)
