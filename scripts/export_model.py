@@ -3,10 +3,13 @@
 
 rerankd (the Rust gRPC server, tch/libtorch 2.11.0) loads a directory OUT/ with:
 
-  model.pt       TorchScript, fp32, CPU. forward(input_ids, attention_mask[, token_type_ids]) -> [batch]
+  model.pt       TorchScript, fp32, saved from CPU. forward(input_ids, attention_mask[, token_type_ids]) -> [batch]
                  float32 raw scores (int64 [batch, seq] inputs; token_type_ids only when
                  rerankd.json says uses_token_type_ids). Traced with attn_implementation="sdpa" on a
-                 padded example batch, so the attention mask stays live.
+                 padded example batch, so the attention mask stays live. Device-independent: the
+                 wrapper hands the model a ready 4-D boolean mask (encoder_attention_mask), so
+                 transformers' mask builder, whose arange(device=...)/.to(device) a trace would freeze
+                 into torch.device("cpu") constants, is not in the trace; load it with any map_location.
   tokenizer.json the Hugging Face fast-tokenizer file, truncation/padding removed (the server does its
                  own); its post-processor makes the pair template ([CLS] q [SEP] d [SEP] with type ids
                  0/1 for BERT, <s> q </s></s> d </s> for XLM-RoBERTa).
@@ -66,7 +69,11 @@ Other flags: --name, --max-length (default: min(tokenizer model_max_length, max_
 offset) = 512 for BERT/XLM-R), --seed (random-init, default 0), --save-hf DIR (random-init: also save
 the model and tokenizer as a Hugging Face folder that from_pretrained / AutoTokenizer load).
 
-Checks (the export fails with exit status 1 if any fails):
+Checks (the export fails with exit status 1 if any fails; "eager" is the stock Hugging Face model,
+called with the 2-D mask):
+  0. no pinned device: the saved code (code/**/*.py in model.pt) and every method graph hold no device
+     constant (torch.device(...), device="...", device-name strings, .cpu()/.cuda(), aten::device) and
+     no tensor constant with data; the message names each offending code line and its Python origin.
   1. TorchScript (saved and loaded back) vs eager on random padded batches, batch sizes 1/3/8/17 at padded
      lengths 8/40/130 and 1/3 at max_length: max |diff| <= 1e-4; and a row's score does not move
      (<= 1e-4) when it is batched with longer rows (catches a mask frozen out of the trace).
@@ -80,11 +87,13 @@ import importlib.metadata
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
 import time
 import warnings
+import zipfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -288,28 +297,53 @@ SAMPLE_DOC = "Paris is the capital and largest city of France."
 # --------------------------------------------------------------------------------------------------
 
 
-class CrossEncoderWithTypes(torch.nn.Module):
-    """forward(input_ids, attention_mask, token_type_ids) -> logits[:, 0] (BERT family)."""
+def encoder_attention_mask(attention_mask):
+    """(batch, seq) 0/1 padding mask -> the (batch, 1, seq, seq) boolean mask sdpa attends with.
 
-    def __init__(self, model):
+    This is the mask transformers' sdpa_mask builds for an encoder (True where a query may attend to a
+    key: every real token, no padding), built from the input tensor alone. transformers 5.x takes a
+    4-D mask as-is (masking_utils._preprocess_mask_arguments returns early for it), so the trace holds
+    no mask builder. That builder creates index ranges with torch.arange(..., device=<the trace's
+    device>) and moves the mask with .to(<device>): a trace freezes both into torch.device("cpu")
+    constants, and the exported model then fails on CUDA at its first batch (issue 13).
+    """
+    n = attention_mask.shape[1]
+    return attention_mask.to(torch.bool)[:, None, None, :].expand(-1, 1, n, -1)
+
+
+class CrossEncoderWithTypes(torch.nn.Module):
+    """forward(input_ids, attention_mask, token_type_ids) -> logits[:, 0] (BERT family).
+
+    ready_mask=True (what is traced) hands the model the 4-D mask of encoder_attention_mask;
+    ready_mask=False calls it the stock way, with the 2-D mask: the eager reference of the checks.
+    """
+
+    def __init__(self, model, ready_mask=True):
         super().__init__()
         self.model = model
+        self.ready_mask = ready_mask
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        mask = encoder_attention_mask(attention_mask) if self.ready_mask else attention_mask
+        out = self.model(input_ids=input_ids, attention_mask=mask, token_type_ids=token_type_ids)
         return out.logits[:, 0].float()
 
 
 class CrossEncoderNoTypes(torch.nn.Module):
-    """forward(input_ids, attention_mask) -> logits[:, 0] (XLM-RoBERTa / RoBERTa: type ids are all 0)."""
+    """forward(input_ids, attention_mask) -> logits[:, 0] (XLM-RoBERTa / RoBERTa: type ids are all 0).
 
-    def __init__(self, model):
+    ready_mask as in CrossEncoderWithTypes.
+    """
+
+    def __init__(self, model, ready_mask=True):
         super().__init__()
         self.model = model
+        self.ready_mask = ready_mask
 
     def forward(self, input_ids, attention_mask):
         token_type_ids = torch.zeros_like(input_ids)
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        mask = encoder_attention_mask(attention_mask) if self.ready_mask else attention_mask
+        out = self.model(input_ids=input_ids, attention_mask=mask, token_type_ids=token_type_ids)
         return out.logits[:, 0].float()
 
 
@@ -320,13 +354,15 @@ class PairCosine(torch.nn.Module):
     The query half is the tokens with mask 1 and type 0; the document half is the tokens with mask 1
     and type 1, with a [CLS] column prepended. Both halves run as one 2*batch forward with their own
     masks, position ids restarting at 0 and type ids 0; mean pooling, L2 norm, row-wise dot product.
+    ready_mask as in CrossEncoderWithTypes.
     """
 
-    def __init__(self, model, cls_id: int, pad_id: int):
+    def __init__(self, model, cls_id: int, pad_id: int, ready_mask=True):
         super().__init__()
         self.model = model
         self.cls_id = int(cls_id)
         self.pad_id = int(pad_id)
+        self.ready_mask = ready_mask
 
     def forward(self, input_ids, attention_mask, token_type_ids):
         batch = input_ids.shape[0]
@@ -349,7 +385,7 @@ class PairCosine(torch.nn.Module):
         position_ids = (torch.cumsum(m, dim=1) - 1).clamp(min=0)
         out = self.model(
             input_ids=ids,
-            attention_mask=m,
+            attention_mask=encoder_attention_mask(m) if self.ready_mask else m,
             token_type_ids=torch.zeros_like(ids),
             position_ids=position_ids,
         ).last_hidden_state
@@ -473,6 +509,80 @@ def random_batch(gen, batch, length, vocab_size, pad_id, cls_id, sep_id, min_len
         types[r, k:n] = 1
         lengths.append(n)
     return ids, mask, types, lengths
+
+
+# How a device can be frozen into saved TorchScript code: torch.device("cpu") constants (what a trace
+# records for arange(device=...), .to(device), .cpu(), .cuda()), device="..." keywords, device-name
+# string literals, and .cpu() / .cuda() calls. device=None (zeros_like and friends) is no pin.
+DEVICE_CODE_PATTERNS = [
+    re.compile(r"torch\.device\("),
+    re.compile(r"\bdevice\s*=\s*['\"]"),
+    re.compile(r"['\"](?:cpu|cuda|meta|mps|xpu|hip|privateuseone)(?::\d+)?['\"]"),
+    re.compile(r"\.(?:cpu|cuda)\("),
+]
+DEVICE_NAME = re.compile(r"^(?:cpu|cuda|meta|mps|xpu|hip|privateuseone)(?::\d+)?$")
+
+
+def device_constants(pt_path, module):
+    """Every place where saved TorchScript pins a device (none for a device-independent model).
+
+    Two views of the same model, so that neither a new printing form nor a graph detail slips by:
+      - the code files in the saved zip (code/**/*.py), line by line, against DEVICE_CODE_PATTERNS;
+      - every method graph of every submodule of the loaded module: prim::Constant nodes of type
+        Device, device-name string constants, and aten::device calls (a device made from a string).
+    Returns (offending "where: what" lines naming the code, code files read, graphs read).
+    """
+    found = []
+    n_files = n_graphs = 0
+    with zipfile.ZipFile(pt_path) as z:
+        for name in sorted(z.namelist()):
+            if "/code/" not in name or not name.endswith(".py"):
+                continue
+            n_files += 1
+            text = z.read(name).decode("utf-8", errors="replace")
+            for lineno, line in enumerate(text.splitlines(), 1):
+                if any(p.search(line) for p in DEVICE_CODE_PATTERNS):
+                    found.append(f"{name}:{lineno}: {line.strip()}")
+
+    def walk(nodes, where):
+        for node in nodes:
+            what = None
+            kind = node.kind()
+            if kind == "prim::Constant" and node.outputsSize() == 1:
+                out_type = str(node.output().type())
+                value = node.output().toIValue() if out_type in ("Device", "str", "Tensor") else None
+                if out_type == "Device" or (out_type == "str" and DEVICE_NAME.match(str(value))):
+                    what = f"constant {out_type} {value!s}"
+                elif isinstance(value, torch.Tensor) and value.dim() > 0:
+                    # 0-dim constants (CONSTANTS.cN scalars) combine with tensors on any device; a
+                    # frozen tensor with data stays where it was saved unless loaded with map_location.
+                    what = f"constant tensor of shape {list(value.shape)} on {value.device}"
+            elif kind == "aten::device":
+                what = "aten::device (a device built from a string)"
+            if what:
+                # name the code that takes the constant (a constant node itself has no source line)
+                users = [u.user for u in node.output().uses()] if kind == "prim::Constant" else [node]
+                for user in users or [node]:
+                    found.append(f"{where} graph: {user.kind()} takes {what}{traced_from(user)}")
+            for block in node.blocks():
+                walk(block.nodes(), where)
+
+    def traced_from(node):
+        # A loaded graph's source range holds the Python stack of the trace (innermost frame first)
+        # and the serialized code line: ", traced from masking_utils.py(528): sdpa_mask (code/...py:58)".
+        text = node.sourceRange()
+        frame = next((ln.strip() for ln in text.splitlines() if re.match(r"\s*\S+\.py\(\d+\): ", ln)), None)
+        code = re.search(r'Serialized\s+File "([^"]+)", line (\d+)', text)
+        parts = [os.path.basename(frame)] if frame else []
+        if code:
+            parts.append(f"({code.group(1)}:{code.group(2)})")
+        return ", traced from " + " ".join(parts) if parts else ""
+
+    for mod_name, sub in module.named_modules():
+        for method in sub._c._method_names():
+            n_graphs += 1
+            walk(sub._c._get_method(method).graph.nodes(), f"{mod_name or '<top>'}.{method}")
+    return found, n_files, n_graphs
 
 
 def select_inputs(uses_tt, ids, mask, types):
@@ -754,16 +864,19 @@ def run(args):
     else:
         max_length = min(pos_limit, tok_max) if tok_max else pos_limit
 
+    # `wrapper` is what gets traced (a ready 4-D mask: no device constants); `reference` is the same
+    # wrapper calling the model the stock way (2-D mask), the eager model every check compares against.
     if mode == "pair":
-        wrapper = PairCosine(model, cls_id, pad_id)
+        wrapper, reference = (PairCosine(model, cls_id, pad_id, ready_mask=r) for r in (True, False))
         activation, mode_name = "cosine01", "pair-cosine"
     elif uses_tt:
-        wrapper = CrossEncoderWithTypes(model)
+        wrapper, reference = (CrossEncoderWithTypes(model, ready_mask=r) for r in (True, False))
         activation, mode_name = "sigmoid", "cross-encoder"
     else:
-        wrapper = CrossEncoderNoTypes(model)
+        wrapper, reference = (CrossEncoderNoTypes(model, ready_mask=r) for r in (True, False))
         activation, mode_name = "sigmoid", "cross-encoder"
     wrapper.eval()
+    reference.eval()
 
     # ---- golden inputs (tokenized exactly as the server does) ----
     gtok = Tokenizer.from_str(tok_text)
@@ -781,12 +894,12 @@ def run(args):
 
     scale = 1.0
     if info.get("random"):
-        scale = scale_random_classifier(wrapper, model, [b[1:] for b in golden_batches], uses_tt)
+        scale = scale_random_classifier(reference, model, [b[1:] for b in golden_batches], uses_tt)
         if scale != 1.0:
             info["source"] += f" (classifier output scaled x{scale:g})"
 
     with torch.no_grad():
-        golden_scores = [wrapper(*select_inputs(uses_tt, ids, mask, types)) for _e, ids, mask, types in golden_batches]
+        golden_scores = [reference(*select_inputs(uses_tt, ids, mask, types)) for _e, ids, mask, types in golden_batches]
 
     # ---- trace ----
     gen = torch.Generator().manual_seed(1234)
@@ -822,6 +935,14 @@ def run(args):
         loaded = torch.jit.load(pt_path, map_location="cpu")
         loaded.eval()
 
+        # ---- guard: no device frozen into the saved code (it would run on the trace's device only) ----
+        pinned, n_code_files, n_graphs = device_constants(pt_path, loaded)
+        if pinned:
+            raise ExportError(
+                f"the traced model pins a device in {len(pinned)} place(s), so it would fail on any other "
+                "device (e.g. CUDA); refusing to write it:\n    " + "\n    ".join(pinned)
+            )
+
         # ---- check 1: TorchScript vs eager on random padded batches; batching invariance ----
         t_check = time.time()
         grid = [(b, n) for n in (8, 40, 130) if n < max_length for b in (1, 3, 8, 17)]
@@ -833,7 +954,7 @@ def run(args):
             for b, n in grid:
                 ids, mask, types, lengths = random_batch(gen, b, n, vocab, pad_id, cls_id, sep_id)
                 inputs = select_inputs(uses_tt, ids, mask, types)
-                e = wrapper(*inputs)
+                e = reference(*inputs)
                 s = loaded(*inputs)
                 if s.dtype != torch.float32 or tuple(s.shape) != (b,):
                     raise ExportError(f"TorchScript output has dtype {s.dtype} shape {tuple(s.shape)}, want float32 [{b}]")
@@ -928,6 +1049,10 @@ def run(args):
     print(
         f"  {architecture} {mode_name}, activation {activation}, max_length {max_length}, "
         f"uses_token_type_ids {str(uses_tt).lower()}, pad_token_id {pad_id}, model.pt {pt_mb:.1f} MiB"
+    )
+    print(
+        f"  check 0 no pinned device: no device or tensor constant in {n_code_files} code files "
+        f"and {n_graphs} method graphs"
     )
     print(
         f"  check 1 TorchScript vs eager: max |diff| {worst_eager:.2e} over {len(grid)} random padded batches; "
