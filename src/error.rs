@@ -80,9 +80,19 @@ pub enum Error {
     Loading,
 
     /// The model thread has stopped (the server is shutting down or the thread
-    /// died); the request was not scored.
+    /// died), or no worker is left in service; the request was not scored.
     #[error("the model is not running: {0}")]
     Unavailable(String),
+
+    /// The worker that held part of the request was taken out of service:
+    /// its device failed (a sticky CUDA error corrupts the device's context
+    /// for the whole process) or its model thread stopped. Other workers, if
+    /// any are left, go on serving.
+    #[error(
+        "the worker on {device} was taken out of service: {reason}; this request was not \
+         scored, retry it (another worker or replica may serve it)"
+    )]
+    WorkerOut { device: String, reason: String },
 }
 
 impl From<Error> for tonic::Status {
@@ -106,7 +116,9 @@ impl From<Error> for tonic::Status {
                 status
             }
             Error::DeadlineExceeded => tonic::Status::deadline_exceeded(message),
-            Error::Unavailable(_) | Error::Loading => tonic::Status::unavailable(message),
+            Error::Unavailable(_) | Error::Loading | Error::WorkerOut { .. } => {
+                tonic::Status::unavailable(message)
+            }
         }
     }
 }
@@ -175,6 +187,17 @@ mod tests {
             Error::Unavailable("stopped".into()),
             Code::Unavailable,
             "stopped",
+        );
+        check(
+            Error::WorkerOut {
+                device: "cuda:1".into(),
+                reason: "its device failed (CUDA error: an illegal memory access was \
+                         encountered)"
+                    .into(),
+            },
+            Code::Unavailable,
+            "the worker on cuda:1 was taken out of service: its device failed (CUDA error: \
+             an illegal memory access was encountered)",
         );
         check(
             Error::DeadlineExceeded,

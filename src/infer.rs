@@ -334,6 +334,8 @@ impl Infer {
                         message,
                     },
                     ScoreError::Failed(message) => Error::Inference(message),
+                    // The batcher fails such a request whole (Error::WorkerOut).
+                    error @ ScoreError::DeviceFailed(_) => Error::Unavailable(error.to_string()),
                 })
             })
             .collect::<Result<Vec<f32>, Error>>()?;

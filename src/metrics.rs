@@ -266,6 +266,13 @@ impl Collector for BatcherCollector {
             })
         );
         per_device!(
+            "worker_in_service",
+            "1 while the worker serves, 0 once it is taken out of service (its device \
+             failed or its model thread stopped)",
+            MetricType::Gauge,
+            |w| ConstGauge::new(i64::from(w.out_of_service.is_none()))
+        );
+        per_device!(
             "busy_seconds",
             "Model time spent scoring batches",
             MetricType::Counter,

@@ -38,6 +38,9 @@ pub struct Loaded {
     pub workers: Vec<WorkerReport>,
     /// Joined after the server stops; dropped last.
     model_threads: Vec<ModelThread>,
+    /// How many workers are in service (the batcher takes out a worker whose
+    /// device fails): serving turns health NOT_SERVING when it reaches 0.
+    live_workers: tokio::sync::watch::Receiver<usize>,
 }
 
 /// What one worker's start-up found.
@@ -174,6 +177,7 @@ where
         },
         workers,
     );
+    let live_workers = batcher.live_workers();
     let info = ModelInfo {
         name: spec.name.clone(),
         max_length: spec.max_length,
@@ -189,6 +193,7 @@ where
         infer: Infer::new(tokenizer, batcher, info, infer_config),
         workers: reports,
         model_threads,
+        live_workers,
     })
 }
 
@@ -381,10 +386,22 @@ where
     crate::serving::serve_loaded(listener, config, loaded, shutdown).await
 }
 
+/// What serving takes from a loaded model.
+pub(crate) struct Parts {
+    pub infer: Infer,
+    /// Join them, by dropping, after every `Infer` clone is gone.
+    pub model_threads: Vec<ModelThread>,
+    /// Workers in service.
+    pub live_workers: tokio::sync::watch::Receiver<usize>,
+}
+
 impl Loaded {
-    /// The ready model, and its threads (join them, by dropping, after
-    /// every `Infer` clone is gone).
-    pub(crate) fn into_parts(self) -> (Infer, Vec<ModelThread>) {
-        (self.infer, self.model_threads)
+    /// The ready model, its threads and its count of workers in service.
+    pub(crate) fn into_parts(self) -> Parts {
+        Parts {
+            infer: self.infer,
+            model_threads: self.model_threads,
+            live_workers: self.live_workers,
+        }
     }
 }

@@ -5,15 +5,18 @@
 //!
 //! The life: the port is bound before the model loads, and health says
 //! NOT_SERVING (Reranker calls get UNAVAILABLE) until every replica is warm;
-//! then SERVING. On the shutdown signal health flips to NOT_SERVING at once,
+//! then SERVING — until the batcher has taken every worker out of service
+//! (their devices failed), when it says NOT_SERVING for good while the
+//! server, still up, answers UNAVAILABLE. On the shutdown signal health
+//! flips to NOT_SERVING at once,
 //! the server keeps accepting for the drain delay (so that load balancers
 //! notice), then stops accepting and finishes every accepted request within
 //! the grace period, and the model threads are joined.
 //!
 //! Owns: that order. Must never: load the model itself (`server::load`
-//! does), say SERVING before the model is warm or after shutdown began, or
-//! drop an accepted request on a shutdown that finishes within the grace
-//! period.
+//! does), say SERVING before the model is warm, after shutdown began or
+//! with no worker left, or drop an accepted request on a shutdown that
+//! finishes within the grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,7 +37,7 @@ use crate::grpc::pb::reranker_server::RerankerServer;
 use crate::grpc::service::{Ready, RerankService};
 use crate::grpc::{deadline, pb};
 use crate::metrics::Metrics;
-use crate::server::Loaded;
+use crate::server::{Loaded, Parts};
 
 /// The health service names that follow the model: the whole server ("")
 /// and the Reranker.
@@ -107,10 +110,14 @@ where
     set_health(&health, ServingStatus::NotServing).await;
     let (preloaded, load) = match model {
         Model::Loaded(loaded) => {
-            let (infer, model_threads) = loaded.into_parts();
+            let Parts {
+                infer,
+                model_threads,
+                live_workers,
+            } = loaded.into_parts();
             let _ = ready.set(infer);
             set_health(&health, ServingStatus::Serving).await;
-            (Some(model_threads), None)
+            (Some((model_threads, live_workers)), None)
         }
         Model::Loading(load) => (None, Some(load)),
     };
@@ -179,8 +186,8 @@ where
     // server stops without ever saying SERVING.
     tokio::pin!(shutdown);
     let mut shutdown_seen = false;
-    let model_threads = match (preloaded, load) {
-        (Some(model_threads), _) => model_threads,
+    let (model_threads, mut live_workers) = match (preloaded, load) {
+        (Some(parts), _) => parts,
         (None, load) => {
             let load = load.expect("a model is either loaded or loading");
             tokio::pin!(load);
@@ -195,9 +202,13 @@ where
             };
             match loaded {
                 Ok(loaded) => {
-                    let (infer, model_threads) = loaded.into_parts();
+                    let Parts {
+                        infer,
+                        model_threads,
+                        live_workers,
+                    } = loaded.into_parts();
                     let _ = ready.set(infer);
-                    model_threads
+                    (model_threads, live_workers)
                 }
                 Err(error) => {
                     let _ = stop_accepting.send(());
@@ -212,7 +223,15 @@ where
     if !shutdown_seen {
         set_health(&health, ServingStatus::Serving).await;
         tracing::info!(%addr, "serving rerank.v1.Reranker");
-        shutdown.await;
+        tokio::select! {
+            _ = &mut shutdown => {}
+            _ = no_worker_left(&mut live_workers) => {
+                // The batcher logged why; requests now get UNAVAILABLE.
+                set_health(&health, ServingStatus::NotServing).await;
+                tracing::error!("health says NOT_SERVING: no worker is left in service");
+                shutdown.await;
+            }
+        }
     }
 
     set_health(&health, ServingStatus::NotServing).await;
@@ -254,6 +273,14 @@ where
         .await
         .map_err(|e| Error::Unavailable(format!("joining the model threads failed: {e}")))?;
     finished
+}
+
+/// Resolves once the batcher has no worker in service; never, if the
+/// batcher ends first (it only ends once the server stops).
+async fn no_worker_left(live_workers: &mut tokio::sync::watch::Receiver<usize>) {
+    if live_workers.wait_for(|&live| live == 0).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {

@@ -1,21 +1,26 @@
 //! End to end through the batcher: a real model on a real port, with an
 //! out-of-memory injector at the `Scorer` seam (`server::load_with`) moved
-//! mid-run, and several CPU workers sharing one queue.
+//! mid-run, several CPU workers sharing one queue, and a device that breaks
+//! (a sticky CUDA error) under one of them or under the only one.
 //!
-//! The injector wraps the real libtorch scorer: batches above its limit
-//! fail as a GPU's would ("out of memory"), every other batch is scored by
-//! the real model, so the scores compared are real.
+//! The injectors wrap the real libtorch scorer: batches above the limit
+//! fail as a GPU's would ("out of memory"), a broken device fails every
+//! batch with libtorch's real text of an illegal memory access, and every
+//! other batch is scored by the real model, so the scores compared are real.
 
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use rerankd::config::InferConfig;
 use rerankd::grpc::pb;
+use rerankd::model::torch::TorchScorer;
 use rerankd::model::{DeviceSpec, PaddedBatch, ScoreError, Scorer};
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 /// Fails every batch over `limit` padded tokens with an out-of-memory error.
 struct OutOfMemoryAbove<S> {
@@ -35,6 +40,51 @@ impl<S: Scorer> Scorer for OutOfMemoryAbove<S> {
             )));
         }
         self.inner.score(batch)
+    }
+}
+
+/// libtorch 2.11's text for an illegal memory access, as tch reports it.
+const ILLEGAL_ADDRESS: &str = "Internal torch error: CUDA error: an illegal memory access was \
+encountered\nSearch for `cudaErrorIllegalAddress' in \
+https://docs.nvidia.com/cuda/cuda-runtime-api/group__CUDART__TYPES.html for more information.\n\
+CUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace \
+below might be incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1\nCompile with \
+`TORCH_USE_CUDA_DSA` to enable device-side assertions.\n\nException raised from \
+c10_cuda_check_implementation at /pytorch/c10/cuda/CUDAException.cpp:44 (most recent call \
+first):\n";
+
+/// Scores `healthy` batches with the real model, then breaks: every later
+/// batch fails with a sticky CUDA error, classified as libtorch's are.
+struct BreaksAfter<S> {
+    inner: S,
+    healthy: usize,
+    scored: usize,
+}
+
+impl<S: Scorer> Scorer for BreaksAfter<S> {
+    fn score(&mut self, batch: &PaddedBatch) -> Result<Vec<f32>, ScoreError> {
+        if self.scored >= self.healthy {
+            return Err(ScoreError::from_torch_message(ILLEGAL_ADDRESS.into()));
+        }
+        self.scored += 1;
+        self.inner.score(batch)
+    }
+}
+
+/// The first replica wrapped breaks after `healthy` batches; the others
+/// never do (`load_with` wraps replicas in `--devices` order).
+fn first_replica_breaks_after(
+    healthy: usize,
+) -> impl Fn(TorchScorer) -> BreaksAfter<TorchScorer> + Clone + Send + 'static {
+    let wrapped = Arc::new(AtomicUsize::new(0));
+    move |inner| BreaksAfter {
+        inner,
+        healthy: if wrapped.fetch_add(1, Ordering::SeqCst) == 0 {
+            healthy
+        } else {
+            usize::MAX
+        },
+        scored: 0,
     }
 }
 
@@ -195,4 +245,114 @@ async fn two_cpu_workers_share_the_queue_and_agree_on_every_score() {
         pairs.iter().all(|&p| p > 0),
         "both workers ran batches: {pairs:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_cpu_workers_one_broken_device_loses_only_its_batch() {
+    let mut config = model_config(model_dir("tiny-bert"), "fp32");
+    config.devices = vec![DeviceSpec::Cpu, DeviceSpec::Cpu];
+    let addr =
+        start_server_wrapped(config, padding_config(), first_replica_breaks_after(2)).unwrap();
+    let mut client = client(addr).await;
+    let query = "where is the market";
+    let documents = documents(3, 3);
+    let alone = raw_scores(&mut client, query, &documents).await.unwrap();
+
+    // One request at a time, each one batch, each to the first idle
+    // worker: worker 0 ran the one above and runs the next, then breaks on
+    // the third. Its request fails UNAVAILABLE; the others are scored.
+    let same = |scores: Vec<f32>| {
+        scores.len() == alone.len()
+            && scores
+                .iter()
+                .zip(&alone)
+                .all(|(a, b)| (a - b).abs() <= 1e-4)
+    };
+    assert!(same(
+        raw_scores(&mut client, query, &documents).await.unwrap()
+    ));
+    let status = raw_scores(&mut client, query, &documents)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    for fragment in [
+        "the worker on cpu was taken out of service",
+        "its device failed (CUDA error: an illegal memory access was encountered)",
+    ] {
+        assert!(status.message().contains(fragment), "{status:?}");
+    }
+    for _ in 0..5 {
+        let scores = raw_scores(&mut client, query, &documents).await.unwrap();
+        assert!(same(scores.clone()), "{scores:?} vs {alone:?}");
+    }
+
+    let stats = client
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let (broken, sound) = (&stats.devices[0], &stats.devices[1]);
+    assert!(
+        broken.out_of_service.contains("an illegal memory access"),
+        "{stats:?}"
+    );
+    assert_eq!(broken.batches, 3, "{stats:?}");
+    assert_eq!(sound.out_of_service, "", "{stats:?}");
+    assert_eq!(sound.pairs, 15, "{stats:?}");
+    // One worker is left: the server still says SERVING.
+    let health = tonic_health::pb::health_client::HealthClient::new(channel(addr).await)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "rerank.v1.Reranker".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status, ServingStatus::Serving as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_only_device_breaks_health_says_not_serving_and_rerank_unavailable() {
+    let config = model_config(model_dir("tiny-bert"), "fp32");
+    let addr =
+        start_server_wrapped(config, padding_config(), first_replica_breaks_after(1)).unwrap();
+    let mut watch = watch_health(channel(addr).await).await;
+    assert_eq!(
+        next_status(&mut watch).await,
+        Some(ServingStatus::Serving as i32)
+    );
+    let mut client = client(addr).await;
+    let documents = documents(4, 2);
+    raw_scores(&mut client, "a market", &documents)
+        .await
+        .unwrap();
+
+    let status = raw_scores(&mut client, "a market", &documents)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("its device failed"), "{status:?}");
+    // Health follows: NOT_SERVING, seen by a watcher.
+    let next = tokio::time::timeout(Duration::from_secs(10), next_status(&mut watch))
+        .await
+        .expect("health changed within 10 s");
+    assert_eq!(next, Some(ServingStatus::NotServing as i32));
+    // Every later request is refused at once, saying why.
+    let status = raw_scores(&mut client, "a market", &documents)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("every worker has been taken out of service")
+            && status.message().contains("cpu: its device failed"),
+        "{status:?}"
+    );
+    let stats = client
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!stats.devices[0].out_of_service.is_empty(), "{stats:?}");
+    assert_eq!(stats.queued_pairs, 0);
 }

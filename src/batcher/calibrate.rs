@@ -106,7 +106,7 @@ pub fn calibrate<S: Scorer + ?Sized>(
                 out_of_memory_at = Some(tokens);
                 break;
             }
-            Err(ScoreError::Failed(_)) => return None,
+            Err(ScoreError::Failed(_) | ScoreError::DeviceFailed(_)) => return None,
         }
         steps.push((tokens, used_bytes(probe.read().ok()?)));
         if pairs == plan.max_pairs {

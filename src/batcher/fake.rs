@@ -22,6 +22,11 @@ pub struct FakeScorer {
     /// be dropped: a test holds the model busy with it.
     pub gate: Option<std::sync::mpsc::Receiver<()>>,
     pub calls: usize,
+    /// When set, the device breaks after this many batches are scored: every
+    /// later call fails with a sticky CUDA error (`ScoreError::DeviceFailed`).
+    pub break_after: Option<usize>,
+    /// Batches scored so far.
+    pub scored: usize,
     /// When set, every batch scored raises this simulated device's peak.
     pub memory: Option<Arc<FakeMemory>>,
 }
@@ -33,6 +38,8 @@ impl FakeScorer {
             fail_with: None,
             gate: None,
             calls: 0,
+            break_after: None,
+            scored: 0,
             memory: None,
         }
     }
@@ -70,6 +77,11 @@ impl Scorer for FakeScorer {
         if let Some(error) = &self.fail_with {
             return Err(error.clone());
         }
+        if self.break_after.is_some_and(|after| self.scored >= after) {
+            return Err(ScoreError::DeviceFailed(
+                "fake: CUDA error: an illegal memory access was encountered".into(),
+            ));
+        }
         let limit = self.limit.load(Ordering::SeqCst);
         if batch.padded_tokens() > limit {
             return Err(ScoreError::OutOfMemory(format!(
@@ -80,6 +92,7 @@ impl Scorer for FakeScorer {
         if let Some(memory) = &self.memory {
             memory.ran(batch.padded_tokens());
         }
+        self.scored += 1;
         Ok(Self::expected_scores(batch))
     }
 }

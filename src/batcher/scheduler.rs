@@ -6,17 +6,22 @@
 //!
 //! Owns: admission (a bound on queued pairs), the max-queue-delay wait,
 //! which worker runs the next batch, dropping the work of requests whose
-//! client has gone or whose deadline has passed, and feeding batch outcomes
-//! and memory readings to each worker's controller. Must never: block (it
-//! is a tokio task: libtorch and NVML run on the model threads), tokenize,
-//! or know about tonic.
+//! client has gone or whose deadline has passed, feeding batch outcomes
+//! and memory readings to each worker's controller, and taking a worker out
+//! of service when its device fails or its model thread stops (the requests
+//! it held fail UNAVAILABLE; the others go on, on the workers left; with none
+//! left, every queued and new request fails UNAVAILABLE), published as the
+//! count of live workers. Must never: block (it is a tokio task: libtorch
+//! and NVML run on the model threads), tokenize, know about tonic, send a
+//! batch to a worker taken out of service, or stop while its callers remain
+//! because a worker stopped.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::controller::{Controller, ControllerConfig, ControllerState};
 use super::histogram::{Histogram, BATCH_PAIRS, BATCH_TOKENS};
@@ -109,6 +114,9 @@ pub struct WorkerStats {
     pub splits: u64,
     /// Model time spent on batches.
     pub busy: Duration,
+    /// Why the worker was taken out of service (its device failed, or its
+    /// model thread stopped); `None` while it serves.
+    pub out_of_service: Option<String>,
 }
 
 /// What the batcher is doing.
@@ -141,6 +149,7 @@ pub struct Batcher {
     max_queued_pairs: usize,
     retry_after: Duration,
     stats: Arc<std::sync::Mutex<Vec<WorkerStats>>>,
+    live_workers: watch::Receiver<usize>,
 }
 
 impl Batcher {
@@ -167,20 +176,26 @@ impl Batcher {
                 batch_tokens: Histogram::new(BATCH_TOKENS),
                 splits: 0,
                 busy: Duration::ZERO,
+                out_of_service: None,
             });
             running.push(RunningWorker {
+                device: worker.device,
                 model: worker.model,
                 controller,
                 in_flight: 0,
+                closed: false,
+                out_of_service: None,
             });
         }
         let stats = Arc::new(std::sync::Mutex::new(stats));
+        let (live, live_workers) = watch::channel(running.len());
         let batcher = Batcher {
             submissions,
             queued_pairs: Arc::clone(&queued_pairs),
             max_queued_pairs: config.max_queued_pairs,
             retry_after: config.retry_after,
             stats: Arc::clone(&stats),
+            live_workers,
         };
         let scheduler = Scheduler {
             queue: Queue::new(config.window_per_request, config.min_padding_efficiency)
@@ -190,6 +205,7 @@ impl Batcher {
             next_id: 0,
             queued_pairs,
             stats,
+            live,
             config,
         };
         tokio::spawn(scheduler.run(incoming));
@@ -248,6 +264,12 @@ impl Batcher {
             .map_err(|_| Error::Unavailable("the batcher stopped before answering".into()))?
     }
 
+    /// How many workers are in service, updated as workers are taken out
+    /// (0: every request is refused with UNAVAILABLE).
+    pub fn live_workers(&self) -> watch::Receiver<usize> {
+        self.live_workers.clone()
+    }
+
     pub fn stats(&self) -> BatcherStats {
         let workers = self
             .stats
@@ -280,11 +302,33 @@ type Rows = Vec<(RequestId, usize)>;
 type Completion = (usize, Rows, Option<ScoredBatch>);
 
 struct RunningWorker {
+    device: String,
     model: ModelClient,
     controller: Controller,
     /// Batches handed to its model thread and not yet answered (at most 2:
     /// one computing, one waiting).
     in_flight: usize,
+    /// Its model thread refused a batch (its queue is closed): no batch goes
+    /// to it; once its batches in flight are answered it is taken out.
+    closed: bool,
+    /// Why it was taken out of service; `None` while it serves.
+    out_of_service: Option<String>,
+}
+
+impl RunningWorker {
+    /// Whether a batch may be sent to it.
+    fn serves(&self) -> bool {
+        !self.closed && self.out_of_service.is_none()
+    }
+}
+
+/// What became of a batch the scheduler meant to send.
+enum Dispatched {
+    Sent,
+    /// No room in the model thread's queue, or nothing to cut.
+    Nothing,
+    /// The model thread's queue is closed: it has stopped.
+    Closed,
 }
 
 /// What the scheduler should do with the queue now.
@@ -307,6 +351,8 @@ struct Scheduler {
     /// Shared with `Batcher` for admission.
     queued_pairs: Arc<AtomicUsize>,
     stats: Arc<std::sync::Mutex<Vec<WorkerStats>>>,
+    /// How many workers are not out of service.
+    live: watch::Sender<usize>,
     config: BatcherConfig,
 }
 
@@ -320,9 +366,11 @@ impl Scheduler {
             loop {
                 match self.next(Instant::now()) {
                     Next::Cut(worker) => match self.dispatch(worker, &done) {
-                        Ok(true) => {}
-                        Ok(false) => break,
-                        Err(_) => return, // A model thread has stopped.
+                        Dispatched::Sent => {}
+                        Dispatched::Nothing => break,
+                        // Its model thread has stopped: it is skipped from
+                        // now on, and the loop picks another worker.
+                        Dispatched::Closed => self.closed(worker),
                     },
                     Next::Wait(duration) => {
                         wait = Some(duration);
@@ -343,7 +391,10 @@ impl Scheduler {
                     self.workers[worker].in_flight -= 1;
                     match scored {
                         Some(scored) => self.complete(worker, rows, scored),
-                        None => break,
+                        None => self.lost(worker, rows),
+                    }
+                    if self.workers[worker].closed && self.workers[worker].in_flight == 0 {
+                        self.take_out(worker, "its model thread stopped".into(), "", Vec::new());
                     }
                 }
                 _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {},
@@ -366,7 +417,7 @@ impl Scheduler {
             |w: &RunningWorker| self.queue.can_fill(w.controller.budget_tokens(), max_pairs);
         let mut wait = None;
         for (index, worker) in self.workers.iter().enumerate() {
-            if worker.in_flight == 0 {
+            if worker.serves() && worker.in_flight == 0 {
                 if fills(worker) {
                     return Next::Cut(index);
                 }
@@ -388,7 +439,7 @@ impl Scheduler {
         match self
             .workers
             .iter()
-            .position(|w| w.in_flight == 1 && fills(w))
+            .position(|w| w.serves() && w.in_flight == 1 && fills(w))
         {
             Some(index) => Next::Cut(index),
             None => Next::Idle,
@@ -396,20 +447,18 @@ impl Scheduler {
     }
 
     /// Cuts a batch under `worker`'s budget and hands it to its model
-    /// thread: `Ok(false)` when there was no room or nothing to cut (neither
-    /// happens while `next` holds), an error when the model thread stopped.
-    fn dispatch(
-        &mut self,
-        worker: usize,
-        done: &mpsc::UnboundedSender<Completion>,
-    ) -> Result<bool, Error> {
+    /// thread: `Nothing` when there was no room or nothing to cut (neither
+    /// happens while `next` holds), `Closed` when the model thread stopped.
+    fn dispatch(&mut self, worker: usize, done: &mpsc::UnboundedSender<Completion>) -> Dispatched {
         let model = self.workers[worker].model.clone();
-        let Some(permit) = model.try_reserve()? else {
-            return Ok(false);
+        let permit = match model.try_reserve() {
+            Ok(Some(permit)) => permit,
+            Ok(None) => return Dispatched::Nothing,
+            Err(_) => return Dispatched::Closed,
         };
         let budget = self.workers[worker].controller.budget_tokens();
         let Some(batch) = self.queue.cut(budget, self.config.max_batch_pairs) else {
-            return Ok(false);
+            return Dispatched::Nothing;
         };
         let rows: Rows = batch.items.iter().map(|i| (i.request, i.index)).collect();
         let pairs: Vec<&EncodedPair> = rows
@@ -440,10 +489,15 @@ impl Scheduler {
             let scored = answer.await.ok();
             let _ = done.send((worker, rows, scored));
         });
-        Ok(true)
+        Dispatched::Sent
     }
 
     fn admit(&mut self, submission: Submission) {
+        if self.live_workers() == 0 {
+            self.release(submission.pairs.len());
+            let _ = submission.reply.send(Err(self.no_worker_left()));
+            return;
+        }
         let id = self.next_id;
         self.next_id += 1;
         let lengths: Vec<usize> = submission.pairs.iter().map(EncodedPair::len).collect();
@@ -497,6 +551,23 @@ impl Scheduler {
     }
 
     fn complete(&mut self, worker: usize, rows: Rows, scored: ScoredBatch) {
+        let broken = scored.scores.iter().find_map(|score| match score {
+            Err(error @ ScoreError::DeviceFailed(message)) => {
+                Some((format!("its device failed ({})", error.headline()), message))
+            }
+            _ => None,
+        });
+        if let Some((reason, message)) = broken {
+            // The requests that had a row in the failed part go with the
+            // worker (rows that were scored before it broke stand).
+            let held: Vec<RequestId> = rows
+                .iter()
+                .zip(&scored.scores)
+                .filter(|(_, score)| matches!(score, Err(ScoreError::DeviceFailed(_))))
+                .map(|((id, _), _)| *id)
+                .collect();
+            self.take_out(worker, reason, message, held);
+        }
         let controller = &mut self.workers[worker].controller;
         for &tokens in &scored.record.out_of_memory {
             controller.on_oom(tokens);
@@ -560,6 +631,110 @@ impl Scheduler {
         stats.controller = state;
         stats.splits += scored.record.splits as u64;
         stats.busy += scored.inference;
+    }
+
+    /// A batch whose answer was dropped: its model thread stopped. The
+    /// worker is taken out, and the requests it held fail.
+    fn lost(&mut self, worker: usize, rows: Rows) {
+        let held = rows.into_iter().map(|(id, _)| id).collect();
+        self.take_out(worker, "its model thread stopped".into(), "", held);
+    }
+
+    /// The model thread of `worker` refused a batch: no more batches go to
+    /// it, and once the batches it holds are answered it is taken out (so a
+    /// device failure they report is the reason it gives).
+    fn closed(&mut self, worker: usize) {
+        self.workers[worker].closed = true;
+        if self.workers[worker].in_flight == 0 {
+            self.take_out(worker, "its model thread stopped".into(), "", Vec::new());
+        }
+    }
+
+    /// Takes `worker` out of service for `reason` (the first reason stands,
+    /// and is logged once with `detail`, the full error): no batch goes to it
+    /// again. The requests in `held` (it held part of them) fail UNAVAILABLE
+    /// naming it; with no worker left, so does every other request.
+    fn take_out(&mut self, worker: usize, reason: String, detail: &str, held: Vec<RequestId>) {
+        if self.workers[worker].out_of_service.is_none() {
+            self.workers[worker].out_of_service = Some(reason.clone());
+            let left = self.live_workers();
+            tracing::error!(
+                device = %self.workers[worker].device,
+                %reason,
+                error = %detail,
+                workers_left = left,
+                "worker taken out of service: no batch goes to it again{}",
+                if left == 0 {
+                    "; no worker is left, so every request is refused with UNAVAILABLE \
+                     until the server is restarted"
+                } else {
+                    ""
+                }
+            );
+            self.stats.lock().expect("stats lock")[worker].out_of_service = Some(reason);
+            self.live.send_replace(left);
+        }
+        self.fail_requests(worker, held);
+        if self.live_workers() == 0 {
+            let ids: Vec<RequestId> = self.pending.keys().copied().collect();
+            for id in ids {
+                let error = self.no_worker_left();
+                self.fail_request(id, error);
+            }
+        }
+    }
+
+    /// Fails each of `ids` (once, if still pending) because `worker` was
+    /// taken out while holding part of it; its queued pairs are dropped.
+    fn fail_requests(&mut self, worker: usize, mut ids: Vec<RequestId>) {
+        ids.sort_unstable();
+        ids.dedup();
+        let reason = self.workers[worker]
+            .out_of_service
+            .clone()
+            .expect("a worker is taken out before its requests fail");
+        for id in ids {
+            let error = Error::WorkerOut {
+                device: self.workers[worker].device.clone(),
+                reason: reason.clone(),
+            };
+            self.fail_request(id, error);
+        }
+    }
+
+    fn fail_request(&mut self, id: RequestId, error: Error) {
+        if let Some(request) = self.pending.remove(&id) {
+            self.queue.remove(id);
+            self.release(request.scores.len());
+            let _ = request.reply.send(Err(error));
+        }
+    }
+
+    fn live_workers(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| w.out_of_service.is_none())
+            .count()
+    }
+
+    /// What a request gets once every worker is out of service.
+    fn no_worker_left(&self) -> Error {
+        let reasons: Vec<String> = self
+            .workers
+            .iter()
+            .map(|w| {
+                format!(
+                    "{}: {}",
+                    w.device,
+                    w.out_of_service.as_deref().unwrap_or("serving")
+                )
+            })
+            .collect();
+        Error::Unavailable(format!(
+            "every worker has been taken out of service ({}); this server cannot score until \
+             it is restarted",
+            reasons.join("; ")
+        ))
     }
 
     /// Sends each request that asked for progress the scores this batch
@@ -634,6 +809,32 @@ mod tests {
         .await
         .unwrap();
         (thread, client, open_gate)
+    }
+
+    /// A model thread whose device breaks after `after` batches; with
+    /// `gate`, every batch first waits for it (as `held_model`).
+    async fn breaking_model(
+        after: usize,
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> (ModelThread, ModelClient) {
+        let (thread, client, ()) = ModelThread::start(move || {
+            let mut scorer = FakeScorer::with_limit(usize::MAX);
+            scorer.break_after = Some(after);
+            scorer.gate = gate;
+            Ok((scorer, None, ()))
+        })
+        .await
+        .unwrap();
+        (thread, client)
+    }
+
+    /// Polls `future` once (so a request is submitted before the next).
+    async fn poll_once<F: std::future::Future + Unpin>(future: &mut F) {
+        tokio::select! {
+            biased;
+            _ = future => panic!("answered while its worker was held"),
+            _ = std::future::ready(()) => {}
+        }
     }
 
     fn worker(device: &str, model: ModelClient) -> Worker {
@@ -812,5 +1013,172 @@ mod tests {
             "sized from its memory"
         );
         assert_eq!(stats.queued_pairs, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_whose_device_breaks_is_taken_out_and_the_other_serves() {
+        // Worker 0's device breaks on its second batch; worker 1 is sound.
+        let (_broken, broken_client) = breaking_model(1, None).await;
+        let (_sound, sound_client, ()) =
+            ModelThread::start(|| Ok((FakeScorer::with_limit(usize::MAX), None, ())))
+                .await
+                .unwrap();
+        let config = BatcherConfig {
+            max_queue_delay: Duration::ZERO,
+            ..config()
+        };
+        let batcher = Batcher::start(
+            config,
+            vec![
+                worker("cuda:0", broken_client),
+                worker("cuda:1", sound_client),
+            ],
+        );
+        let live = batcher.live_workers();
+        assert_eq!(*live.borrow(), 2);
+        // One at a time, a request goes to the first idle worker: worker 0.
+        let first = batcher.score(pairs(&[10, 12], 20), None).await.unwrap();
+        assert_eq!(first.scores.len(), 2);
+        match batcher.score(pairs(&[10, 12, 14], 21), None).await {
+            Err(Error::WorkerOut { device, reason }) => {
+                assert_eq!(device, "cuda:0");
+                assert!(
+                    reason.contains("its device failed")
+                        && reason.contains("an illegal memory access"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected WorkerOut, got {other:?}"),
+        }
+        assert_eq!(*live.borrow(), 1);
+        // From now on every request is scored, by worker 1 alone.
+        for request in 0..5 {
+            let request_pairs = pairs(&[9, 17, 30], 30 + request);
+            let expected: Vec<f32> = request_pairs.iter().map(alone).collect();
+            let scored = batcher.score(request_pairs, None).await.unwrap();
+            let scores: Vec<f32> = scored.scores.into_iter().map(Result::unwrap).collect();
+            assert_eq!(scores, expected);
+        }
+        let stats = batcher.stats();
+        let (broken, sound) = (&stats.workers[0], &stats.workers[1]);
+        assert!(
+            broken
+                .out_of_service
+                .as_deref()
+                .is_some_and(|r| r.contains("an illegal memory access")),
+            "{stats:?}"
+        );
+        assert_eq!(broken.batches, 2, "no batch went to it after it broke");
+        assert_eq!(sound.out_of_service, None);
+        assert_eq!(sound.pairs, 15);
+        assert_eq!(stats.queued_pairs, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_every_device_broken_pending_and_new_requests_fail_unavailable() {
+        // Worker 0 is held on its first batch, then breaks; worker 1 breaks
+        // on its first batch.
+        let (open_gate, gate) = std::sync::mpsc::channel();
+        let (_held, held_client) = breaking_model(0, Some(gate)).await;
+        let (_broken, broken_client) = breaking_model(0, None).await;
+        let config = BatcherConfig {
+            max_queue_delay: Duration::ZERO,
+            ..config()
+        };
+        let batcher = Batcher::start(
+            config,
+            vec![
+                worker("cuda:0", held_client),
+                worker("cuda:1", broken_client),
+            ],
+        );
+        let mut live = batcher.live_workers();
+
+        let held = batcher.score(pairs(&[10; 4], 40), None);
+        tokio::pin!(held);
+        poll_once(&mut held).await;
+        // Worker 0 is busy: the next request goes to worker 1, which breaks.
+        let on_broken = batcher.score(pairs(&[11; 3], 41), None).await;
+        assert!(
+            matches!(&on_broken, Err(Error::WorkerOut { device, .. }) if device == "cuda:1"),
+            "{on_broken:?}"
+        );
+        // This one waits in the queue for worker 0 (it cannot fill a batch).
+        let waiting = batcher.score(pairs(&[12; 3], 42), None);
+        tokio::pin!(waiting);
+        poll_once(&mut waiting).await;
+        assert_eq!(batcher.stats().queued_pairs, 7);
+        drop(open_gate);
+
+        let held = held.await;
+        assert!(
+            matches!(&held, Err(Error::WorkerOut { device, .. }) if device == "cuda:0"),
+            "{held:?}"
+        );
+        live.wait_for(|&n| n == 0).await.unwrap();
+        let waiting = waiting.await;
+        match &waiting {
+            Err(error @ Error::Unavailable(message)) => {
+                assert!(message.contains("every worker"), "{message}");
+                assert_eq!(
+                    tonic::Status::from(Error::Unavailable(message.clone())).code(),
+                    tonic::Code::Unavailable,
+                    "{error}"
+                );
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // A new request is refused at once, naming each worker's failure.
+        match batcher.score(pairs(&[8], 43), None).await {
+            Err(Error::Unavailable(message)) => assert!(
+                message.contains("cuda:0: its device failed")
+                    && message.contains("cuda:1: its device failed"),
+                "{message}"
+            ),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        let stats = batcher.stats();
+        assert_eq!(stats.queued_pairs, 0, "{stats:?}");
+        assert!(stats.workers.iter().all(|w| w.out_of_service.is_some()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_model_thread_takes_its_worker_out_not_the_scheduler() {
+        // Worker 0's model thread has already ended: its device broke on a
+        // batch sent to it directly, so its queue is closed.
+        let (_gone, gone_client) = breaking_model(0, None).await;
+        let answer = gone_client
+            .try_reserve()
+            .unwrap()
+            .unwrap()
+            .send(crate::batcher::fake::batch_of(&[3]));
+        assert!(answer.await.is_ok());
+        let (_sound, sound_client, ()) =
+            ModelThread::start(|| Ok((FakeScorer::with_limit(usize::MAX), None, ())))
+                .await
+                .unwrap();
+        let config = BatcherConfig {
+            max_queue_delay: Duration::ZERO,
+            ..config()
+        };
+        let batcher = Batcher::start(
+            config,
+            vec![
+                worker("cuda:0", gone_client),
+                worker("cuda:1", sound_client),
+            ],
+        );
+        // Worker 0 refuses the first batch; it goes to worker 1 instead.
+        for request in 0..3 {
+            let scored = batcher.score(pairs(&[10, 20], 50 + request), None).await;
+            assert_eq!(scored.unwrap().scores.len(), 2);
+        }
+        let stats = batcher.stats();
+        assert_eq!(
+            stats.workers[0].out_of_service.as_deref(),
+            Some("its model thread stopped")
+        );
+        assert_eq!(stats.workers[1].pairs, 6);
+        assert_eq!(*batcher.live_workers().borrow(), 1);
     }
 }

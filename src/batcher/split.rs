@@ -4,8 +4,10 @@
 //!
 //! Owns: the retry rule and its record (which sizes ran out of memory, how
 //! many splits). Must never: fail a row for another row's out-of-memory,
-//! retry a non-memory error (it fails that batch's rows as it is), or run
-//! anywhere but the thread that owns the scorer.
+//! retry a non-memory error (it fails that batch's rows as it is), run
+//! anything more on a device that failed (once one part of a split batch
+//! reports a broken device, the parts not yet run fail with that error
+//! unscored), or run anywhere but the thread that owns the scorer.
 
 use crate::model::{PaddedBatch, ScoreError, Scorer};
 
@@ -39,11 +41,18 @@ pub fn score_splitting<S: Scorer + ?Sized>(
             record.splits += 1;
             let middle = batch.pairs / 2;
             let mut results = score_splitting(scorer, &batch.rows(0, middle), record);
-            results.extend(score_splitting(
-                scorer,
-                &batch.rows(middle, batch.pairs),
-                record,
-            ));
+            let broken = results.iter().find_map(|result| match result {
+                Err(error @ ScoreError::DeviceFailed(_)) => Some(error.clone()),
+                _ => None,
+            });
+            match broken {
+                Some(error) => results.extend(vec![Err(error); batch.pairs - middle]),
+                None => results.extend(score_splitting(
+                    scorer,
+                    &batch.rows(middle, batch.pairs),
+                    record,
+                )),
+            }
             results
         }
         Err(other) => vec![Err(other); batch.pairs],
@@ -98,6 +107,47 @@ mod tests {
             .all(|r| matches!(r, Err(ScoreError::Failed(_)))));
         assert_eq!(scorer.calls, 1);
         assert_eq!(record, SplitRecord::default());
+    }
+
+    #[test]
+    fn a_broken_device_is_never_retried() {
+        let batch = batch_of(&[10, 10, 10, 10]);
+        let mut scorer = FakeScorer::with_limit(1000);
+        scorer.fail_with = Some(ScoreError::DeviceFailed(
+            "CUDA error: an illegal memory access was encountered".into(),
+        ));
+        let mut record = SplitRecord::default();
+        let results = score_splitting(&mut scorer, &batch, &mut record);
+        assert_eq!(results.len(), 4);
+        assert!(results
+            .iter()
+            .all(|r| matches!(r, Err(ScoreError::DeviceFailed(_)))));
+        assert_eq!(scorer.calls, 1);
+        assert_eq!(record, SplitRecord::default());
+    }
+
+    #[test]
+    fn a_device_that_breaks_mid_split_runs_nothing_more() {
+        // 8 rows of 10 tokens, memory for 20: the batch splits down to pairs;
+        // the device breaks on the second call that fits (rows 2 and 3).
+        let batch = batch_of(&[10; 8]);
+        let mut scorer = FakeScorer::with_limit(20);
+        scorer.break_after = Some(1);
+        let mut record = SplitRecord::default();
+        let results = score_splitting(&mut scorer, &batch, &mut record);
+        assert_eq!(results.len(), 8);
+        assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+        assert!(
+            results[2..]
+                .iter()
+                .all(|r| matches!(r, Err(ScoreError::DeviceFailed(_)))),
+            "{results:?}"
+        );
+        // 80 and 40 tokens ran out of memory, rows 0-1 ran, rows 2-3 broke
+        // the device; rows 4-7 were never tried.
+        assert_eq!(record.out_of_memory, [80, 40]);
+        assert_eq!(record.succeeded, [20]);
+        assert_eq!(scorer.calls, 4);
     }
 
     #[test]

@@ -317,6 +317,7 @@ impl Reranker for RerankService {
                     padded_tokens: worker.padded_tokens,
                     padding_efficiency: efficiency,
                     busy_micros: worker.busy.as_micros() as u64,
+                    out_of_service: worker.out_of_service.clone().unwrap_or_default(),
                 }
             })
             .collect();

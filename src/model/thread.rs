@@ -5,8 +5,11 @@
 //! Owns: the scorer's lifetime (built on the thread, dropped on the thread)
 //! and the job channel. Must never: run on a tokio worker (the thread is a
 //! plain `std::thread`), die on a scoring error or panic (each job gets its
-//! own `Result`), run a job whose requester has gone, or let one job's
-//! failure reach another job.
+//! own `Result`), run a job whose requester has gone, let one job's failure
+//! reach another job — except a broken device: once a batch reports a
+//! sticky CUDA error (`ScoreError::DeviceFailed`) the thread runs nothing
+//! more, answers every job already queued to it with that error, closes its
+//! queue and ends.
 
 use std::panic::AssertUnwindSafe;
 use std::thread::JoinHandle;
@@ -114,6 +117,29 @@ fn score_one<S: Scorer>(
     (scores, record)
 }
 
+/// The sticky device error among a batch's results, if any.
+fn device_failure(scores: &[Result<f32, ScoreError>]) -> Option<ScoreError> {
+    scores.iter().find_map(|score| match score {
+        Err(error @ ScoreError::DeviceFailed(_)) => Some(error.clone()),
+        _ => None,
+    })
+}
+
+/// After the device broke: closes the queue (a reservation now fails, so
+/// the scheduler sees the thread stop) and answers every job already in it
+/// with `error`, unscored.
+fn refuse_the_rest(incoming: &mut mpsc::Receiver<Job>, error: &ScoreError) {
+    incoming.close();
+    while let Some(job) = incoming.blocking_recv() {
+        let _ = job.reply.send(ScoredBatch {
+            scores: vec![Err(error.clone()); job.batch.pairs],
+            inference: Duration::ZERO,
+            record: SplitRecord::default(),
+            reading: None,
+        });
+    }
+}
+
 /// The running model thread; its owner joins it on drop.
 pub struct ModelThread {
     join: Option<JoinHandle<()>>,
@@ -155,6 +181,7 @@ impl ModelThread {
                     let started = Instant::now();
                     let (scores, record) = score_one(&mut scorer, &job.batch);
                     let inference = started.elapsed();
+                    let broken = device_failure(&scores);
                     let reading = probe.as_mut().and_then(|probe| probe.read().ok());
                     let _ = job.reply.send(ScoredBatch {
                         scores,
@@ -162,6 +189,10 @@ impl ModelThread {
                         record,
                         reading,
                     });
+                    if let Some(error) = broken {
+                        refuse_the_rest(&mut incoming, &error);
+                        break;
+                    }
                 }
             })
             .map_err(|e| Error::ModelLoad(format!("cannot start the model thread: {e}")))?;
@@ -184,5 +215,49 @@ impl Drop for ModelThread {
         if let Some(join) = self.join.take() {
             let _ = join.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batcher::fake::{batch_of, FakeScorer};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broken_device_answers_what_is_queued_and_the_thread_ends() {
+        let (open_gate, gate) = std::sync::mpsc::channel();
+        let (thread, client, ()) = ModelThread::start(move || {
+            let mut scorer = FakeScorer::with_limit(usize::MAX);
+            scorer.gate = Some(gate);
+            scorer.break_after = Some(0);
+            Ok((scorer, None, ()))
+        })
+        .await
+        .unwrap();
+        // The first job holds the thread at the gate; the second queues.
+        let first = client
+            .try_reserve()
+            .unwrap()
+            .unwrap()
+            .send(batch_of(&[4, 5]));
+        let second = client.try_reserve().unwrap().unwrap().send(batch_of(&[6]));
+        open_gate.send(()).unwrap();
+        let first = first.await.unwrap();
+        assert_eq!(first.scores.len(), 2);
+        assert!(first
+            .scores
+            .iter()
+            .all(|s| matches!(s, Err(ScoreError::DeviceFailed(_)))));
+        // Answered with the same error without running: the gate was opened
+        // once, so a second forward pass would still be waiting.
+        let second = second.await.unwrap();
+        assert_eq!(second.scores, vec![first.scores[0].clone()]);
+        assert_eq!(second.inference, Duration::ZERO);
+        // The queue is closed and the thread has ended (joining it returns
+        // while this client is still alive).
+        assert!(client.try_reserve().is_err());
+        tokio::task::spawn_blocking(move || drop(thread))
+            .await
+            .unwrap();
     }
 }
