@@ -52,18 +52,22 @@ def main(argv=None):
 
     def take(deadline):
         step = int(args.step_gib * GIB)
+        failures = 0
         free = record("take")
-        while free - leave > 64 * MIB and time.time() < deadline:
+        while free - leave > 64 * MIB and time.time() < deadline and failures < 5:
             want = min(step, free - leave)
             try:
                 chunks.append(torch.empty(want, dtype=torch.uint8, device=device))
                 torch.cuda.synchronize(device)
+                failures = 0
             except torch.OutOfMemoryError:
                 step = max(step // 2, 64 * MIB)
-                free = record("take", f"allocation of {want} bytes failed")
-                continue
+                failures += 1
+                note = f"allocation of {want} bytes failed"
+            else:
+                note = ""
             time.sleep(args.step_secs)  # pacing of the squeeze (what is measured), not synchronisation
-            free = record("take")
+            free = record("take", note)
 
     start = time.time()
     record("start")
