@@ -230,7 +230,6 @@ EOF
 
 step_env() {
   "$PY" "$HELPERS/devinfo.py" env --out "$WORK/steps/env.json"
-  "$KIT/rerankd" --version || true
 }
 
 export_model() { # NAME [export_model.py flags...]
@@ -288,6 +287,7 @@ squeeze() { # ADDR
   local bench_pid rc=0 i
   bench squeeze "$1" "$SQUEEZE_DURATION" >"$WORK/bench/squeeze.out" 2>&1 &
   bench_pid=$!
+  echo "$bench_pid" >>"$WORK/pids"
   # Squeeze once the bench measures: it prints "stats at start" when its measured phase begins.
   for ((i = 0; i < 600; i++)); do
     grep -q "stats at start" "$WORK/bench/squeeze.out" && break
