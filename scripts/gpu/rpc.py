@@ -171,6 +171,9 @@ class Client:
                     "memory_known": bool(_last(d, 4, 0)), "padding_efficiency": _double(d, 14)}
             for num, name in DEVICE_STATS_INTS.items():
                 item[name] = int(_last(d, num, 0))
+            # Field 17 (bytes_per_token_measured) is newer than some binaries: None when absent, which
+            # proto3 also sends for false, so only True is conclusive.
+            item["bytes_per_token_measured"] = bool(_last(d, 17)) if 17 in d else None
             devices.append(item)
         return {"devices": devices, "queued_pairs": int(_last(f, 2, 0))}
 

@@ -133,6 +133,8 @@ def startup_report(log_path):
     report["precision"] = {"requested": loaded.get("requested_dtype"), "serving": loaded.get("dtype"),
                            "fp32_vs_golden": loaded.get("fp32_vs_golden"),
                            "lowered_vs_fp32": loaded.get("lowered_vs_fp32"),
+                           "golden_pairs_compared": loaded.get("golden_pairs_compared"),
+                           "graph_optimization": loaded.get("graph_optimization"),
                            "fallbacks": [w for w in report["warnings"] if "fp32" in w.get("message", "")]}
     report["bytes_per_token"] = cal.get("bytes_per_token") if cal.get("level") != "WARN" else None
     report["calibration_assumed"] = bool(cal) and cal.get("level") == "WARN"
