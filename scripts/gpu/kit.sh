@@ -104,8 +104,8 @@ EOF
 KIT_BYTES="$(du -sb "$KIT" | cut -f1)"
 TOTAL_BYTES=$((KIT_BYTES + TREE_BYTES + UNTRACKED_BYTES))
 
-echo "kit: $KIT is $(mib "$KIT_BYTES") MiB (limit $LIMIT_MIB); binary $(mib "$(stat -c %s "$KIT/rerankd")") MiB stripped, $(mib "$(stat -c %s "$BIN")") MiB built"
-echo "kit: git working tree $(mib "$TREE_BYTES") MiB tracked + $(mib "$UNTRACKED_BYTES") MiB untracked; carried in all $(mib "$TOTAL_BYTES") MiB (limit $CARRY_LIMIT_MIB)"
+echo "kit: $KIT is $(mib "$KIT_BYTES") MiB (limit $LIMIT_MIB); binary $(mib "$(stat -c %s "$KIT/rerankd")") MiB stripped, $(mib "$(stat -c %s "$BIN")") MiB built" >&2
+echo "kit: git working tree $(mib "$TREE_BYTES") MiB tracked + $(mib "$UNTRACKED_BYTES") MiB untracked; carried in all $(mib "$TOTAL_BYTES") MiB (limit $CARRY_LIMIT_MIB)" >&2
 if ((KIT_BYTES > LIMIT_MIB * 1048576)); then
   echo "kit: FAILED: the kit is over $LIMIT_MIB MiB" >&2
   exit 1
