@@ -80,7 +80,8 @@ called with the 2-D mask):
   2. golden set: loaded TorchScript vs eager golden scores <= 1e-4.
   3. pair mode: TorchScript scores vs cos(ST.encode(q), ST.encode(d)) <= 1e-4 for the golden pairs whose
      halves fit sentence-transformers' max_seq_length.
-Runs offline (HF_HUB_OFFLINE=1), on CPU, with 2 threads.
+  (--skip-st-check skips check 3, for machines without sentence-transformers, e.g. the GPU kit's.)
+Runs offline (HF_HUB_OFFLINE=1), on CPU, with --threads threads (default 2).
 """
 import argparse
 import importlib.metadata
@@ -826,7 +827,7 @@ def scale_random_classifier(wrapper, model, batches, uses_tt):
 
 def run(args):
     t0 = time.time()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     import transformers
 
     info = load_source(args)
@@ -993,7 +994,9 @@ def run(args):
 
         # ---- check 3: pair mode vs sentence-transformers ----
         st_summary = None
-        if mode == "pair":
+        if mode == "pair" and args.skip_st_check:
+            notes.append("check 3 (sentence-transformers parity) skipped: --skip-st-check")
+        elif mode == "pair":
             st_summary = check_sentence_transformers(info, golden_batches, ts_golden)
 
         # ---- write the directory ----
@@ -1151,6 +1154,8 @@ def main(argv=None):
     ap.add_argument("--max-length", type=int, help="max tokens per pair (default: from model and tokenizer)")
     ap.add_argument("--seed", type=int, default=0, help="random-init seed (default 0)")
     ap.add_argument("--save-hf", metavar="DIR", help="random-init: also save model + tokenizer as a HF folder")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads for export and checks (default 2)")
+    ap.add_argument("--skip-st-check", action="store_true", help="pair mode: skip the sentence-transformers check")
     args = ap.parse_args(argv)
     try:
         return run(args)

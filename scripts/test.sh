@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check a submission must pass: formatting, clippy, the deployment
 # files' validators, and the unit and end-to-end tests against real exported
-# models (the latter include the Python and Node example clients). On a fresh
+# models (the latter include the Python and Node example clients), and the device
+# kit's CPU dry run (scripts/gpu/dry-run.sh). On a fresh
 # machine it first creates the project's venv, exports the test models and
 # installs the validators and client dependencies (all cached under
 # ~/.cache/rerankd, so a second run skips them).
@@ -15,3 +16,5 @@ cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 bash scripts/check-deploy.sh
 cargo test --release
+# The device kit (docs/gpu-kit.md) as it would be carried: kit.sh, then check.sh --cpu from a copy.
+bash scripts/gpu/dry-run.sh
