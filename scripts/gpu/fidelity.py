@@ -26,6 +26,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import rpc  # noqa: E402
+from rank_stats import spearman  # noqa: E402
 
 MIN_MEDIAN_SPEARMAN = 0.99
 MIN_TOP1_AGREEMENT = 0.95
@@ -44,29 +45,6 @@ def groups(extra_queries, golden_only=False):
     for i, q in enumerate(corpus[:extra_queries]):
         out.append((f"corpus {i}", q, golden_pool + [s for s in corpus if s != q]))
     return out
-
-
-def ranks(values):
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    r = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            r[order[k]] = (i + j) / 2.0
-        i = j + 1
-    return r
-
-
-def spearman(a, b):
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = statistics.fmean(ra), statistics.fmean(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    va = math.sqrt(sum((x - ma) ** 2 for x in ra))
-    vb = math.sqrt(sum((y - mb) ** 2 for y in rb))
-    return cov / (va * vb) if va > 0 and vb > 0 else float("nan")
 
 
 def top(values, k):

@@ -50,7 +50,7 @@ mkdir -p "$KIT/scripts/gpu" "$KIT/scripts/configs"
 strip -o "$KIT/rerankd" "$BIN"
 cp scripts/gpu/check.sh "$KIT/check.sh"
 cp scripts/gpu/rpc.py scripts/gpu/reference.py scripts/gpu/squeeze.py scripts/gpu/fidelity.py \
-  scripts/gpu/devinfo.py scripts/gpu/summarize.py "$KIT/scripts/gpu/"
+  scripts/gpu/devinfo.py scripts/gpu/summarize.py scripts/gpu/rank_stats.py "$KIT/scripts/gpu/"
 cp scripts/export_model.py scripts/make_test_tokenizer.py "$KIT/scripts/"
 cp scripts/configs/*.json "$KIT/scripts/configs/"
 chmod +x "$KIT/check.sh" "$KIT/rerankd"

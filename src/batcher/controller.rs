@@ -144,10 +144,7 @@ impl Controller {
         if let Some(measured) = bytes_per_token.filter(|b| b.is_finite() && *b > 0.0) {
             self.bytes_per_token = measured;
             self.bytes_per_token_measured = true;
-            if let Some(reading) = self.last_reading {
-                self.budget_tokens = self.clamp(self.fits(reading));
-                self.growth_step = self.step_for(self.budget_tokens);
-            }
+            self.resize_from_last_reading();
         }
         self
     }
@@ -158,11 +155,17 @@ impl Controller {
     pub fn warmed_up(mut self, largest_batch_tokens: usize) -> Self {
         self.cached_tokens = largest_batch_tokens;
         self.reading_cached_tokens = largest_batch_tokens;
+        self.resize_from_last_reading();
+        self
+    }
+
+    /// Before serving: the budget (and its growth step) anew from the last
+    /// reading, when there is one.
+    fn resize_from_last_reading(&mut self) {
         if let Some(reading) = self.last_reading {
             self.budget_tokens = self.clamp(self.fits(reading));
             self.growth_step = self.step_for(self.budget_tokens);
         }
-        self
     }
 
     /// Padded tokens the next batch may hold.
