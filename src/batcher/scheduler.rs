@@ -811,6 +811,15 @@ mod tests {
         (thread, client, open_gate)
     }
 
+    /// A model thread that scores every batch.
+    async fn sound_model() -> (ModelThread, ModelClient) {
+        let (thread, client, ()) =
+            ModelThread::start(|| Ok((FakeScorer::with_limit(usize::MAX), None, ())))
+                .await
+                .unwrap();
+        (thread, client)
+    }
+
     /// A model thread whose device breaks after `after` batches; with
     /// `gate`, every batch first waits for it (as `held_model`).
     async fn breaking_model(
@@ -955,10 +964,7 @@ mod tests {
     async fn batches_go_to_the_idle_worker_and_each_worker_has_its_own_budget() {
         // Worker 0 is held busy on its first batch; worker 1 is free.
         let (_held, held_client, open_gate) = held_model().await;
-        let (_free, free_client, ()) =
-            ModelThread::start(|| Ok((FakeScorer::with_limit(usize::MAX), None, ())))
-                .await
-                .unwrap();
+        let (_free, free_client) = sound_model().await;
         let gib = 1u64 << 30;
         let workers = vec![
             worker("fake:0", held_client),
@@ -1019,10 +1025,7 @@ mod tests {
     async fn a_worker_whose_device_breaks_is_taken_out_and_the_other_serves() {
         // Worker 0's device breaks on its second batch; worker 1 is sound.
         let (_broken, broken_client) = breaking_model(1, None).await;
-        let (_sound, sound_client, ()) =
-            ModelThread::start(|| Ok((FakeScorer::with_limit(usize::MAX), None, ())))
-                .await
-                .unwrap();
+        let (_sound, sound_client) = sound_model().await;
         let config = BatcherConfig {
             max_queue_delay: Duration::ZERO,
             ..config()
@@ -1153,10 +1156,7 @@ mod tests {
             .unwrap()
             .send(crate::batcher::fake::batch_of(&[3]));
         assert!(answer.await.is_ok());
-        let (_sound, sound_client, ()) =
-            ModelThread::start(|| Ok((FakeScorer::with_limit(usize::MAX), None, ())))
-                .await
-                .unwrap();
+        let (_sound, sound_client) = sound_model().await;
         let config = BatcherConfig {
             max_queue_delay: Duration::ZERO,
             ..config()

@@ -1,8 +1,8 @@
 //! `TorchScorer`: the TorchScript model run through tch (libtorch).
 //!
 //! Owns: loading `model.pt` onto a device, casting its floating-point
-//! parameters to the serving precision, and turning a `PaddedBatch` into
-//! tensors and back into scores. Must never: run outside the model thread
+//! parameters to the serving precision, emptying the CUDA allocator's cache
+//! on request, and turning a `PaddedBatch` into tensors and back into scores. Must never: run outside the model thread
 //! (grad mode and libtorch's last error are per thread), panic on a libtorch
 //! error (only `f_*`/`forward_ts` calls, whose errors become `ScoreError`), or
 //! cast integer buffers (a BERT trace's `position_ids` must stay int64).
