@@ -2,11 +2,9 @@
 //! final message, cover every document once, and the final top_n equals
 //! unary `Rerank`'s.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use rerankd::grpc::pb;
 use rerankd::grpc::pb::rerank_progress::Update;
 use tokio_stream::StreamExt;

@@ -2,9 +2,7 @@
 //! real server and model, scores in input order, FlagReranker-style
 //! `normalize` and `max_length`, and its errors.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rerankd::grpc::pb;
 use tonic::Code;
 

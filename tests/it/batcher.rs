@@ -8,13 +8,11 @@
 //! batch with libtorch's real text of an illegal memory access, and every
 //! other batch is scored by the real model, so the scores compared are real.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rerankd::config::InferConfig;
 use rerankd::grpc::pb;
 use rerankd::model::torch::TorchScorer;

@@ -4,9 +4,7 @@
 //! inside, and checks the answers (scripts/test-clients.sh installs what the
 //! Python and Node ones need, cached).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_and_node_examples_pass_against_a_live_server() {

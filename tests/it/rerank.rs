@@ -1,9 +1,7 @@
 //! End-to-end: the real server (libtorch, tokenizers, exported models) on a
 //! real port, called by a tonic client.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rerankd::grpc::pb;
 use rerankd::model::golden::{first_inversion, TIE_TOLERANCE};
 use rerankd::model::precision::cpu_has_native_bf16;

@@ -5,12 +5,10 @@
 //! documents, with plausible values after traffic; TLS and mutual TLS
 //! connect with good certificates and refuse bad ones.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rerankd::config::{InferConfig, ServerConfig, TlsFiles};
 use rerankd::{server, serving};
 use tokio::sync::oneshot;

@@ -2,8 +2,6 @@
 //! (tiny-bert on 127.0.0.1:0), writing its table, JSON report and SVG plot;
 //! and a clear failure when nothing listens at the address.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -22,7 +20,7 @@ fn path(dir: &Path, name: &str) -> String {
 
 #[test]
 fn bench_drives_a_live_server_and_reports_table_json_and_plot() {
-    let addr = common::shared_server("tiny-bert", "fp32");
+    let addr = crate::common::shared_server("tiny-bert", "fp32");
     let dir = tempfile::tempdir().unwrap();
     let (json_path, plot_path) = (path(dir.path(), "b.json"), path(dir.path(), "b.svg"));
     let output = bench(&[

@@ -3,9 +3,7 @@
 //! side (as the Hugging Face tokenizer's own truncation does), and long
 //! documents split into overlapping windows.
 
-mod common;
-
-use common::model_dir;
+use crate::common::model_dir;
 use rerankd::model::EncodedPair;
 use rerankd::tokenize::{ChunkPlan, Fit, Overflow, PairTokenizer, Side};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};

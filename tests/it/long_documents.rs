@@ -4,9 +4,7 @@
 //! alone, in Rerank, ScorePairs and RerankProgressive alike; bad options
 //! get INVALID_ARGUMENT saying what to fix.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rerankd::grpc::pb;
 use rerankd::grpc::pb::rerank_progress::Update;
 use rerankd::tokenize::{Fit, Overflow, PairTokenizer};

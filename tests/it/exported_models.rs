@@ -9,13 +9,11 @@
 //! Must never: load a model through libtorch (tests/rerank.rs does that), need
 //! a GPU, or shell out to `unzip`.
 
-mod common;
-
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use common::models_dir;
+use crate::common::models_dir;
 
 /// Device names that can appear as a string literal in serialized code.
 const DEVICE_NAMES: [&str; 7] = ["cpu", "cuda", "meta", "mps", "xpu", "hip", "privateuseone"];

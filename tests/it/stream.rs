@@ -3,12 +3,10 @@
 //! order; one bad request answered with its error while the others succeed;
 //! a client that goes away frees its queued work.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rerankd::grpc::pb;
 use rerankd::grpc::pb::rerank_stream_response::Outcome;
 use tokio_stream::StreamExt;
@@ -128,7 +126,7 @@ async fn a_client_that_goes_away_frees_its_queued_work() {
     send.send(stream_request("big", "where is the market", words(5, 1000)))
         .await
         .unwrap();
-    let mut stats_client = common::client(addr).await;
+    let mut stats_client = crate::common::client(addr).await;
     let stats = |mut c: pb::reranker_client::RerankerClient<_>| async move {
         let s = c.stats(pb::StatsRequest {}).await.unwrap().into_inner();
         (s, c)
@@ -169,7 +167,7 @@ async fn a_client_that_goes_away_frees_its_queued_work() {
     // The server goes on serving; once this answers, the batch that was
     // computing when the client left has finished too (the test process
     // must not exit while libtorch computes).
-    let mut client = common::client(addr).await;
+    let mut client = crate::common::client(addr).await;
     let response = client
         .rerank(request("where is the market", &["a market", "a river"]))
         .await

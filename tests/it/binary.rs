@@ -3,12 +3,10 @@
 //! exiting 0 on SIGTERM — after finishing every request it had accepted,
 //! with concurrent clients in flight.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_starts_from_env_answers_and_stops_on_sigterm() {

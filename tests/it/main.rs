@@ -1,0 +1,22 @@
+//! The end-to-end tests, one module per area, in one test binary: each
+//! integration-test binary links libtorch, so one binary instead of a dozen
+//! saves most of a clean build's link time. Servers that `common` shares
+//! (one per model and precision) are shared by every area.
+//!
+//! Owns: the list of areas. Must never: hold tests itself (each area is its
+//! own module, with its own `//!` header).
+
+mod common;
+
+mod batcher;
+mod bench;
+mod binary;
+mod clients;
+mod exported_models;
+mod long_documents;
+mod progressive;
+mod rerank;
+mod score_pairs;
+mod serving;
+mod stream;
+mod tokenize;
