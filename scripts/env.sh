@@ -1,4 +1,4 @@
-# Sourced by the Makefile's recipes and .ci/run: puts the project venv's python
+# Sourced by scripts/test.sh, the bench and kit scripts: puts the project venv's python
 # first on PATH so torch-sys (LIBTORCH_USE_PYTORCH=1) finds libtorch 2.11.0 there.
 # Usage: source scripts/env.sh   (creates the venv on first use)
 RERANKD_VENV="$(bash "$(dirname "${BASH_SOURCE[0]}")/setup-venv.sh" | tail -n 1)"

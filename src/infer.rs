@@ -32,8 +32,6 @@ pub struct ModelInfo {
     pub mode: String,
     pub activation: Activation,
     pub architecture: String,
-    pub pad_token_id: i64,
-    pub uses_token_type_ids: bool,
 }
 
 /// What to do with a document that makes a pair longer than the window.

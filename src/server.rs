@@ -34,8 +34,6 @@ use crate::tokenize::{Fit, Overflow, PairTokenizer, Side};
 /// A model loaded on every worker, warmed up and ready to serve.
 pub struct Loaded {
     pub infer: Infer,
-    /// One per worker, in `--devices` order.
-    pub workers: Vec<WorkerReport>,
     /// Joined after the server stops; dropped last.
     model_threads: Vec<ModelThread>,
     /// How many workers are in service (the batcher takes out a worker whose
@@ -186,12 +184,9 @@ where
         mode: spec.mode.clone(),
         activation: spec.activation,
         architecture: spec.architecture.clone(),
-        pad_token_id: spec.pad_token_id,
-        uses_token_type_ids: spec.uses_token_type_ids,
     };
     Ok(Loaded {
         infer: Infer::new(tokenizer, batcher, info, infer_config),
-        workers: reports,
         model_threads,
         live_workers,
     })

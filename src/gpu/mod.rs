@@ -19,7 +19,7 @@ pub struct MemoryReading {
 pub struct ProbeError(pub String);
 
 /// Reads a device's free memory. Synchronous and cheap (NVML answers in
-/// microseconds), so the batcher may read it before every batch.
+/// microseconds), so the model thread reads it after every batch.
 pub trait MemoryProbe: Send {
     fn read(&mut self) -> Result<MemoryReading, ProbeError>;
 }

@@ -28,14 +28,14 @@ pub fn tch_device(device: DeviceSpec) -> Result<Device, Error> {
         DeviceSpec::Cuda(index) => {
             if !tch::Cuda::is_available() {
                 return Err(Error::Config(format!(
-                    "--device {device}: libtorch sees no CUDA device (no GPU, no driver, or a \
-                     CPU-only libtorch); use --device cpu"
+                    "--devices {device}: libtorch sees no CUDA device (no GPU, no driver, or a \
+                     CPU-only libtorch); use --devices cpu"
                 )));
             }
             let count = tch::Cuda::device_count();
             if index as i64 >= count {
                 return Err(Error::Config(format!(
-                    "--device {device}: this machine has {count} CUDA device(s)"
+                    "--devices {device}: this machine has {count} CUDA device(s)"
                 )));
             }
             Ok(Device::Cuda(index))
