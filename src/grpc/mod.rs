@@ -5,6 +5,7 @@
 //! Must never: touch libtorch, the tokenizer or NVML (handlers validate,
 //! convert and call `Infer`).
 
+mod convert;
 pub mod deadline;
 pub mod progressive;
 pub mod service;

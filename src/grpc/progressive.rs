@@ -16,9 +16,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tracing::Instrument;
 
+use super::convert::to_response;
 use super::pb;
 use super::pb::rerank_progress::Update;
-use super::service::to_response;
 use super::trace::RequestTrace;
 use crate::infer::{Infer, RerankQuery};
 use crate::metrics::Metrics;

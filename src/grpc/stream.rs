@@ -19,8 +19,8 @@ use tonic::{Status, Streaming};
 
 use tracing::Instrument;
 
+use super::convert::{to_query, to_response};
 use super::pb;
-use super::service::{to_query, to_response};
 use super::trace::RequestTrace;
 use crate::infer::Infer;
 use crate::metrics::Metrics;
