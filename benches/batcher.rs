@@ -266,10 +266,10 @@ fn main() {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = runtime.spawn(server::run(
+    let serving = runtime.spawn(rerankd::serving::serve_loaded(
         listener,
-        loaded,
         ServerConfig::default(),
+        loaded,
         async {
             let _ = stopped.await;
         },

@@ -8,28 +8,22 @@
 //! Must never: report the model ready before every replica has run its
 //! warm-up, or run libtorch itself (the model threads do).
 
-use std::future::Future;
-
-use tokio::net::TcpListener;
-
-use crate::batcher::calibrate::{calibrate, Calibration, CalibrationPlan};
 use crate::batcher::controller::ControllerConfig;
 use crate::batcher::scheduler::Worker;
 use crate::batcher::scheduler::{Batcher, BatcherConfig};
-use crate::config::{
-    default_batch_overhead, default_padding_floor, InferConfig, ModelConfig, ServerConfig,
-};
+use crate::config::{default_batch_overhead, default_padding_floor, InferConfig, ModelConfig};
 use crate::error::Error;
 use crate::gpu::nvml::NvmlProbe;
 use crate::gpu::MemoryProbe;
 use crate::infer::{Infer, ModelInfo};
 use crate::model::golden::{GoldenSet, TIE_TOLERANCE};
 use crate::model::precision::{cpu_has_native_bf16, resolve_dtype};
-use crate::model::thread::ModelThread;
 use crate::model::torch::{tch_device, TorchScorer};
 use crate::model::warmup::{load_for_serving, GoldenBatch, LoadPlan, LoadReport};
 use crate::model::{DeviceSpec, EncodedPair, ModelDir, PaddedBatch, Scorer};
 use crate::tokenize::{Fit, Overflow, PairTokenizer, Side};
+use crate::worker::calibrate::{calibrate, Calibration, CalibrationPlan};
+use crate::worker::thread::ModelThread;
 
 /// A model loaded on every worker, warmed up and ready to serve.
 pub struct Loaded {
@@ -365,20 +359,6 @@ fn log_report(dir: &ModelDir, worker: &WorkerReport) {
         ),
         None => {}
     }
-}
-
-/// Serves gRPC on `listener` with an already loaded model until `shutdown`
-/// resolves, then drains and stops the model (`serving::serve`).
-pub async fn run<F>(
-    listener: TcpListener,
-    loaded: Loaded,
-    config: ServerConfig,
-    shutdown: F,
-) -> Result<(), Error>
-where
-    F: Future<Output = ()> + Send,
-{
-    crate::serving::serve_loaded(listener, config, loaded, shutdown).await
 }
 
 /// What serving takes from a loaded model.

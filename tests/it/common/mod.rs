@@ -17,7 +17,7 @@ use rerankd::grpc::pb;
 use rerankd::grpc::pb::reranker_client::RerankerClient;
 use rerankd::model::torch::TorchScorer;
 use rerankd::model::{DeviceSpec, DtypeRequest, Scorer};
-use rerankd::server;
+use rerankd::{server, serving};
 use tonic::transport::Channel;
 
 /// The folder holding the exported test models (minilm-pair, tiny-bert,
@@ -94,10 +94,10 @@ where
             };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             ready.send(Ok(listener.local_addr().unwrap())).unwrap();
-            server::run(
+            serving::serve_loaded(
                 listener,
-                loaded,
                 ServerConfig::default(),
+                loaded,
                 std::future::pending(),
             )
             .await
