@@ -9,12 +9,13 @@
 //! - [`tokenize`]: (query, document) text to token ids: truncation and
 //!   splitting long documents into windows.
 //! - [`aggregate`]: window scores back into one score per document.
-//! - [`batcher`]: batch sizing (controller, calibration), batch cutting
-//!   (queue), the scheduler that feeds every worker, and split-and-retry on
-//!   out-of-memory.
+//! - [`batcher`]: batch sizing (controller), batch cutting (queue), and the
+//!   scheduler that feeds every worker.
+//! - [`worker`]: what runs on a model thread: the thread, split-and-retry on
+//!   out-of-memory, warm-up calibration.
 //! - [`gpu`]: the `MemoryProbe` seam and its NVML implementation.
 //! - [`model`]: the model directory, precision, padded batches, the `Scorer`
-//!   seam, its libtorch implementation and the model thread.
+//!   seam and its libtorch implementation.
 //! - [`bench`]: `rerankd bench`, a load generator that drives a running
 //!   server over gRPC and reports throughput, latency and the batcher's
 //!   behaviour (a client only: it never loads a model).
@@ -34,5 +35,6 @@ pub mod model;
 pub mod server;
 pub mod serving;
 pub mod tokenize;
+pub mod worker;
 
 pub use error::Error;

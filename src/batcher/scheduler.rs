@@ -28,8 +28,8 @@ use super::histogram::{Histogram, BATCH_PAIRS, BATCH_TOKENS};
 use super::queue::{Queue, RequestId};
 use crate::error::Error;
 use crate::gpu::MemoryReading;
-use crate::model::thread::{ModelClient, ScoredBatch};
 use crate::model::{EncodedPair, PaddedBatch, ScoreError};
+use crate::worker::thread::{ModelClient, ScoredBatch};
 
 /// How the scheduler batches.
 #[derive(Debug, Clone)]
@@ -763,8 +763,8 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batcher::fake::FakeScorer;
-    use crate::model::thread::ModelThread;
+    use crate::worker::fake::FakeScorer;
+    use crate::worker::thread::ModelThread;
     use std::sync::atomic::AtomicUsize;
 
     fn pairs(lengths: &[usize], seed: usize) -> Vec<EncodedPair> {
@@ -1154,7 +1154,7 @@ mod tests {
             .try_reserve()
             .unwrap()
             .unwrap()
-            .send(crate::batcher::fake::batch_of(&[3]));
+            .send(crate::worker::fake::batch_of(&[3]));
         assert!(answer.await.is_ok());
         let (_sound, sound_client) = sound_model().await;
         let config = BatcherConfig {

@@ -10,7 +10,6 @@ pub mod batch;
 pub mod golden;
 pub mod precision;
 pub mod spec;
-pub mod thread;
 pub mod torch;
 pub mod warmup;
 

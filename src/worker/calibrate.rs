@@ -156,7 +156,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::batcher::fake::{FakeMemory, FakeProbe, FakeScorer};
+    use crate::worker::fake::{FakeMemory, FakeProbe, FakeScorer};
 
     const WINDOW: usize = 512;
     const KIB: u64 = 1 << 10;

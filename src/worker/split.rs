@@ -62,7 +62,7 @@ pub fn score_splitting<S: Scorer + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batcher::fake::{batch_of, FakeScorer};
+    use crate::worker::fake::{batch_of, FakeScorer};
 
     #[test]
     fn an_oom_at_every_size_above_one_pair_loses_nothing() {

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{PaddedBatch, ScoreError, Scorer};
-use crate::batcher::split::{score_splitting, SplitRecord};
+use super::split::{score_splitting, SplitRecord};
 use crate::error::Error;
 use crate::gpu::{MemoryProbe, MemoryReading};
+use crate::model::{PaddedBatch, ScoreError, Scorer};
 
 /// Room for the batch computing (until the thread takes it) and the one
 /// waiting behind it: the scheduler keeps at most two unanswered batches per
@@ -221,7 +221,7 @@ impl Drop for ModelThread {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batcher::fake::{batch_of, FakeScorer};
+    use crate::worker::fake::{batch_of, FakeScorer};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_broken_device_answers_what_is_queued_and_the_thread_ends() {
