@@ -84,6 +84,12 @@ pub enum Error {
     #[error("the model is not running: {0}")]
     Unavailable(String),
 
+    /// The server itself failed: its transport or listener, joining its
+    /// threads, or a shutdown whose grace period ended with work unfinished.
+    /// It ends the process, and reaches no client.
+    #[error("server: {0}")]
+    Server(String),
+
     /// The worker that held part of the request was taken out of service:
     /// its device failed (a sticky CUDA error corrupts the device's context
     /// for the whole process) or its model thread stopped. Other workers, if
@@ -105,7 +111,9 @@ impl From<Error> for tonic::Status {
             Error::Config(_) | Error::ModelDir { .. } | Error::ModelLoad(_) => {
                 tonic::Status::failed_precondition(message)
             }
-            Error::Inference(_) | Error::Tokenizer(_) => tonic::Status::internal(message),
+            Error::Inference(_) | Error::Tokenizer(_) | Error::Server(_) => {
+                tonic::Status::internal(message)
+            }
             Error::OutOfMemory { .. } => tonic::Status::resource_exhausted(message),
             Error::Overloaded { retry_after, .. } => {
                 let mut status = tonic::Status::resource_exhausted(message);
@@ -174,6 +182,11 @@ mod tests {
         );
         check(Error::Inference("index".into()), Code::Internal, "index");
         check(Error::Tokenizer("x".into()), Code::Internal, "tokenizer: x");
+        check(
+            Error::Server("the gRPC server failed".into()),
+            Code::Internal,
+            "server: the gRPC server failed",
+        );
         check(
             Error::OutOfMemory {
                 index: 4,

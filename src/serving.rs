@@ -128,7 +128,7 @@ where
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_error =
-        |e: tonic_reflection::server::Error| Error::Config(format!("gRPC reflection: {e}"));
+        |e: tonic_reflection::server::Error| Error::Server(format!("gRPC reflection: {e}"));
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let (draining, draining_seen) = tokio::sync::watch::channel(false);
@@ -251,14 +251,12 @@ where
     let left = config.grace_period.saturating_sub(config.drain_delay);
     let finished = match tokio::time::timeout(left, &mut grpc).await {
         Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(Error::Unavailable(format!("the gRPC server failed: {e}"))),
-        Ok(Err(e)) => Err(Error::Unavailable(format!(
-            "the gRPC server task failed: {e}"
-        ))),
+        Ok(Ok(Err(e))) => Err(Error::Server(format!("the gRPC server failed: {e}"))),
+        Ok(Err(e)) => Err(Error::Server(format!("the gRPC server task failed: {e}"))),
         Err(_) => {
             grpc.abort();
             let _ = grpc.await;
-            Err(Error::Unavailable(format!(
+            Err(Error::Server(format!(
                 "the grace period ({} s) ended with requests unfinished; they were dropped",
                 config.grace_period.as_secs_f64()
             )))
@@ -271,7 +269,7 @@ where
     drop(ready);
     tokio::task::spawn_blocking(move || drop(model_threads))
         .await
-        .map_err(|e| Error::Unavailable(format!("joining the model threads failed: {e}")))?;
+        .map_err(|e| Error::Server(format!("joining the model threads failed: {e}")))?;
     finished
 }
 
@@ -286,7 +284,7 @@ async fn no_worker_left(live_workers: &mut tokio::sync::watch::Receiver<usize>) 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
     listener
         .local_addr()
-        .map_err(|e| Error::Config(format!("the listener has no address: {e}")))
+        .map_err(|e| Error::Server(format!("the listener has no address: {e}")))
 }
 
 async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
