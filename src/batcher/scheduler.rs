@@ -811,6 +811,19 @@ mod tests {
         (thread, client, open_gate)
     }
 
+    /// Two workers, `cuda:0` and `cuda:1`, with no queue delay: a request is
+    /// cut as soon as it is admitted.
+    fn cuda_pair(first: ModelClient, second: ModelClient) -> Batcher {
+        let config = BatcherConfig {
+            max_queue_delay: Duration::ZERO,
+            ..config()
+        };
+        Batcher::start(
+            config,
+            vec![worker("cuda:0", first), worker("cuda:1", second)],
+        )
+    }
+
     /// A model thread that scores every batch.
     async fn sound_model() -> (ModelThread, ModelClient) {
         let (thread, client, ()) =
@@ -1026,17 +1039,7 @@ mod tests {
         // Worker 0's device breaks on its second batch; worker 1 is sound.
         let (_broken, broken_client) = breaking_model(1, None).await;
         let (_sound, sound_client) = sound_model().await;
-        let config = BatcherConfig {
-            max_queue_delay: Duration::ZERO,
-            ..config()
-        };
-        let batcher = Batcher::start(
-            config,
-            vec![
-                worker("cuda:0", broken_client),
-                worker("cuda:1", sound_client),
-            ],
-        );
+        let batcher = cuda_pair(broken_client, sound_client);
         let live = batcher.live_workers();
         assert_eq!(*live.borrow(), 2);
         // One at a time, a request goes to the first idle worker: worker 0.
@@ -1157,17 +1160,7 @@ mod tests {
             .send(crate::worker::fake::batch_of(&[3]));
         assert!(answer.await.is_ok());
         let (_sound, sound_client) = sound_model().await;
-        let config = BatcherConfig {
-            max_queue_delay: Duration::ZERO,
-            ..config()
-        };
-        let batcher = Batcher::start(
-            config,
-            vec![
-                worker("cuda:0", gone_client),
-                worker("cuda:1", sound_client),
-            ],
-        );
+        let batcher = cuda_pair(gone_client, sound_client);
         // Worker 0 refuses the first batch; it goes to worker 1 instead.
         for request in 0..3 {
             let scored = batcher.score(pairs(&[10, 20], 50 + request), None).await;
