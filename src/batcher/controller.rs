@@ -4,9 +4,14 @@
 //!
 //! Owns: the sizing rule. Start at free × safety ÷ bytes per token; on OOM
 //! halve and remember the failing size as a ceiling; after a run of
-//! successes with memory to spare, grow additively (AIMD), past the ceiling
-//! only once free memory has grown since it was set; when free memory drops,
-//! shrink before the next batch.
+//! successes with memory to spare, grow additively (AIMD) by a share of what
+//! memory allows now (at least of the first budget), past the ceiling only
+//! once free memory has grown since it was set; when free memory drops,
+//! shrink before the next batch. Sizing the step by what memory allows
+//! lets a budget cut by a squeeze, or started on a crowded device, grow
+//! back in a few rounds once memory is given back (a step sized from a
+//! squeezed start took some 170 batches on an H200), while steps under a
+//! squeeze stay as small as the memory left.
 //!
 //! The memory model (see ARCHITECTURE.md, "GPU memory"): NVML's free memory
 //! already leaves out everything libtorch's caching allocator holds, in use
@@ -45,7 +50,8 @@ pub struct ControllerConfig {
     pub initial_bytes_per_token: f64,
     /// Successful batches in a row before the budget grows.
     pub successes_before_growth: u32,
-    /// Additive growth, as a share of the current budget's first value.
+    /// Additive growth, as a share of what free memory allows now (the
+    /// budget a fresh start would take), and at least of the first budget.
     pub growth_fraction: f64,
     /// Growth needs at least this share of total memory free.
     pub free_margin_fraction: f64,
@@ -231,7 +237,9 @@ impl Controller {
         if !self.memory_to_spare() {
             return;
         }
-        let mut grown = self.budget_tokens.saturating_add(self.growth_step);
+        let room = self.last_reading.map_or(0, |reading| self.fits(reading));
+        let step = self.growth_step.max(self.step_for(room));
+        let mut grown = self.budget_tokens.saturating_add(step);
         if let Some(ceiling) = self.ceiling {
             if grown >= ceiling.tokens && !self.memory_grew_since(ceiling) {
                 grown = grown.min(ceiling.tokens.saturating_sub(1));
@@ -446,8 +454,10 @@ mod tests {
             controller.on_success(controller.budget_tokens());
             budgets.push(controller.budget_tokens());
         }
-        // Growth once every 3 successes, by the same step each time.
-        let step = 1024; // 25 % of the first budget, 4096.
+        // Growth once every 3 successes, by the same step each time: 25 % of
+        // what 40 GiB free allows, 20480 (the first budget's 4096 would
+        // give 1024).
+        let step = 5120;
         assert_eq!(
             budgets,
             [
@@ -463,6 +473,32 @@ mod tests {
                 start + 3 * step,
             ]
         );
+        for _ in 0..9 {
+            controller.on_success(controller.budget_tokens());
+        }
+        assert_eq!(
+            controller.budget_tokens(),
+            20480,
+            "up to what memory allows"
+        );
+    }
+
+    #[test]
+    fn a_budget_started_on_a_crowded_device_grows_back_in_a_few_rounds() {
+        // Started with 2 GiB free (budget 1024), then 80 GiB given back:
+        // memory allows 40960. Steps of the first budget's 25 % would need
+        // 156 successes; steps of what memory allows need four rounds.
+        let mut controller = Controller::new(config(), Some(reading(2)));
+        assert_eq!(controller.budget_tokens(), 1024);
+        controller.on_memory(reading(80));
+        for _ in 0..9 {
+            controller.on_success(controller.budget_tokens());
+        }
+        assert_eq!(controller.budget_tokens(), 1024 + 3 * 10240);
+        for _ in 0..3 {
+            controller.on_success(controller.budget_tokens());
+        }
+        assert_eq!(controller.budget_tokens(), 40960);
     }
 
     #[test]
