@@ -78,7 +78,14 @@ if [[ "$MODE" == gpu ]]; then
   LARGE_CFG=scripts/configs/bge-reranker-large.json
   REF_BATCHES=8,16,32,64,128,256
   REF_SECS=2
-  CLIENTS=16 DOCS=64 WORDS=600 WARMUP=5 DURATION=30 SHORT_DURATION=15 SQUEEZE_DURATION=50
+  CLIENTS=16 DOCS=64 WORDS=600 WARMUP=5 DURATION=30 SHORT_DURATION=10 SQUEEZE_DURATION=35
+  # The Python reference again, at the server's batch, for as long as rerankd's bench and right after
+  # it: the same GPU in the same state (a GPU held busy for half a minute may clock lower than the
+  # 2 s windows of the sweep). The throughput target is judged against this one.
+  SUSTAIN_SECS=30
+  # The cold squeeze: a server started on a crowded GPU (COLD_LEAVE_GIB free), under a load that
+  # wants batches of up to COLD_MAX_BATCH pairs, until the memory is given back COLD_HOLD_SECS in.
+  COLD_CLIENTS=32 COLD_MAX_BATCH=1024 COLD_DURATION=40 COLD_HOLD_SECS=12 COLD_LEAVE_GIB=8
   FIDELITY_GROUPS=(--extra-queries 24)
   START_TIMEOUT=180
   DEFAULT_MAX_BATCH=64
@@ -95,6 +102,7 @@ else
   REF_BATCHES=1,4,16
   REF_SECS=0.5
   CLIENTS=2 DOCS=16 WORDS=600 WARMUP=1 DURATION=3 SHORT_DURATION=3 SQUEEZE_DURATION=0
+  SUSTAIN_SECS=2
   FIDELITY_GROUPS=(--golden-only)
   START_TIMEOUT=120
   DEFAULT_MAX_BATCH=32
@@ -121,6 +129,12 @@ json_str() {
 skip() { # CHECK WHY
   log "skipped $1: $2"
   echo "{\"check\": $(json_str "$1"), \"why\": $(json_str "$2")}" >>"$WORK/steps/skips.jsonl"
+}
+
+# A named moment (epoch seconds) in steps/marks.jsonl: summarize.py reads the clocks between two.
+mark() { # NAME
+  "$PY" -c 'import json, sys, time; print(json.dumps({"mark": sys.argv[1], "t": round(time.time(), 3)}))' "$1" \
+    >>"$WORK/steps/marks.jsonl"
 }
 
 record_error() { # CHECK WHAT RC
@@ -210,10 +224,12 @@ stop_servers() {
   SERVER_PIDS=()
 }
 
-bench() { # NAME ADDR DURATION
-  "$KIT/rerankd" bench --addr "$2" --clients "$CLIENTS" --documents "$DOCS" --lengths fixed \
-    --words "$WORDS" --warmup "$WARMUP" --duration "$3" --sample-ms 100 --no-progress \
+bench() { # NAME ADDR DURATION [CLIENTS [WARMUP]]
+  mark "bench $1 start"
+  "$KIT/rerankd" bench --addr "$2" --clients "${4:-$CLIENTS}" --documents "$DOCS" --lengths fixed \
+    --words "$WORDS" --warmup "${5:-$WARMUP}" --duration "$3" --sample-ms 100 --no-progress \
     --json "$WORK/bench/$1.json" --plot "$WORK/bench/$1.svg"
+  mark "bench $1 end"
 }
 
 max_batch() { # the reference's best static batch, else the default
@@ -261,8 +277,10 @@ step_models() {
 }
 
 step_reference() {
+  mark "reference start"
   "$PY" "$HELPERS/reference.py" --model "$WORK/models/large" --device "$DEVICE" --dtype "$LOWER" \
     --length 512 --batches "$REF_BATCHES" --secs "$REF_SECS" --out "$WORK/steps/reference.json"
+  mark "reference end"
 }
 
 # Checks 1, 3 and 4 share one server: the large model in the lowered precision.
@@ -276,6 +294,12 @@ step_large_lowered() {
       record_error 1_nvml_and_startup "NVML readings" $?
   fi
   bench throughput "$addr" "$DURATION"
+  mark "reference-sustained start"
+  "$PY" "$HELPERS/reference.py" --model "$WORK/models/large" --device "$DEVICE" --dtype "$LOWER" \
+    --length 512 --batches "$maxb" --secs "$SUSTAIN_SECS" --memory-batches "" \
+    --out "$WORK/steps/reference-sustained.json" ||
+    record_error 3_throughput "sustained Python reference" $?
+  mark "reference-sustained end"
   if [[ "$MODE" != gpu ]]; then
     skip 4_squeeze "no GPU (--cpu): there is no device memory to take"
   elif fits 4_squeeze $((SQUEEZE_DURATION + WARMUP + 30)); then
@@ -295,9 +319,47 @@ squeeze() { # ADDR
     sleep 0.1
   done
   "$PY" "$HELPERS/squeeze.py" --out "$WORK/steps/squeeze-timeline.json" --device "$DEVICE" \
-    --leave-gib 2 --step-gib 8 --step-secs 0.5 --hold-secs 15 --release-steps 4 || rc=$?
+    --leave-gib 2 --step-gib 8 --step-secs 0.5 --hold-secs 12 --release-steps 4 || rc=$?
   wait "$bench_pid" || rc=$?
   cat "$WORK/bench/squeeze.out"
+  return "$rc"
+}
+
+# The squeeze that bites: a warm server's allocator keeps its calibration's and its last batches'
+# memory cached, and no other process can take that, so a squeeze under steady load leaves its
+# batches alone. Here the memory is taken first, the server starts on what is left (calibration and
+# the budget see a crowded GPU), a load wanting bigger batches arrives, and then the memory is given
+# back: the budget must grow into it, with no failed request.
+step_squeeze_cold() {
+  local sq_pid bench_pid rc=0 i
+  "$PY" "$HELPERS/squeeze.py" --out "$WORK/steps/squeeze-cold-timeline.json" --device "$DEVICE" \
+    --leave-gib "$COLD_LEAVE_GIB" --step-gib 8 --step-secs 0.5 --hold-secs 120 --release-steps 4 \
+    --ready-file "$WORK/steps/squeeze-cold.ready" --release-file "$WORK/steps/squeeze-cold.release" &
+  sq_pid=$!
+  echo "$sq_pid" >>"$WORK/pids"
+  for ((i = 0; i < 900; i++)); do
+    [[ -f "$WORK/steps/squeeze-cold.ready" ]] && break
+    kill -0 "$sq_pid" 2>/dev/null || break
+    sleep 0.1 # polls for the squeezer's ready file
+  done
+  start_server large-cold "$WORK/models/large" "$LOWER" --max-batch-pairs "$COLD_MAX_BATCH" || {
+    touch "$WORK/steps/squeeze-cold.release"
+    wait "$sq_pid"
+    return 1
+  }
+  bench squeeze-cold "$SERVER_ADDR" "$COLD_DURATION" "$COLD_CLIENTS" 0 >"$WORK/bench/squeeze-cold.out" 2>&1 &
+  bench_pid=$!
+  echo "$bench_pid" >>"$WORK/pids"
+  for ((i = 0; i < 600; i++)); do
+    grep -q "stats at start" "$WORK/bench/squeeze-cold.out" && break
+    kill -0 "$bench_pid" 2>/dev/null || break
+    sleep 0.1 # polls for the bench's measured phase
+  done
+  sleep "$COLD_HOLD_SECS" # the squeezed part of the load (what is measured), not synchronisation
+  touch "$WORK/steps/squeeze-cold.release"
+  wait "$bench_pid" || rc=$?
+  wait "$sq_pid" || rc=$?
+  cat "$WORK/bench/squeeze-cold.out"
   return "$rc"
 }
 
@@ -361,6 +423,10 @@ json.dump({"mode": mode, "budget_secs": int(budget), "large_config": cfg, "graph
            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
           open(path, "w"), indent=2)
 EOF
+if [[ "$MODE" == gpu ]]; then
+  "$PY" "$HELPERS/devinfo.py" clocks --out "$WORK/steps/clocks.jsonl" &
+  echo "$!" >>"$WORK/pids"
+fi
 log "mode $MODE, budget ${BUDGET}s, kit $KIT, python $PY, LD_LIBRARY_PATH starts with $TORCH_LIB, work $WORK"
 
 run_step env "environment" step_env
@@ -374,6 +440,9 @@ if fits 3_throughput $((WARMUP + DURATION + 60)); then
   run_step 3_throughput "large model, $LOWER: start-up report, NVML, throughput, squeeze" step_large_lowered
 else
   skip 1_nvml_and_startup "time budget"
+fi
+if [[ "$MODE" == gpu ]] && fits 4_squeeze_cold $((COLD_DURATION + 45)); then
+  run_step 4_squeeze "large model, $LOWER: the cold squeeze (memory taken before the load)" step_squeeze_cold
 fi
 if fits 2_fidelity 60; then run_step 2_fidelity "fidelity: MiniLM $LOWER vs fp32" step_fidelity; fi
 if fits 5_precision_and_graph $((WARMUP + SHORT_DURATION + 40)); then

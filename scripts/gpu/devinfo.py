@@ -7,6 +7,10 @@
         rerankd's Stats (its NVML probe: free and total bytes) against nvidia-ml-py's
         nvmlDeviceGetMemoryInfo and `nvidia-smi --query-gpu`, read back to back while the server is
         idle (its free reading is taken after each batch, so an idle server's is its last one).
+    devinfo.py clocks --out FILE.jsonl [--interval-secs 0.25]
+        until stopped (SIGTERM): one line per reading of the SM clock, power draw, temperature,
+        utilisation and the clock-throttle reasons, so that a throughput figure can be read next to
+        the clock it ran at (a GPU held busy for half a minute may clock lower than in a 2 s burst).
 
 Owns: measurement (1)'s NVML half. Must never: allocate GPU memory (it would move what it measures).
 """
@@ -152,6 +156,41 @@ def nvml(args):
     return 0
 
 
+def clocks(args):
+    import signal
+    import time
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    with open(args.out, "a") as f:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            h = pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception as e:  # noqa: BLE001  (no nvidia-ml-py, or no driver: say so and stop)
+            f.write(json.dumps({"error": f"{type(e).__name__}: {e}"[:300]}) + "\n")
+            return 0
+        while not stop:
+            row = {"t": round(time.time(), 3)}
+            for key, read in (
+                ("sm_mhz", lambda: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)),
+                ("power_w", lambda: pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0),
+                ("temp_c", lambda: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)),
+                ("util", lambda: pynvml.nvmlDeviceGetUtilizationRates(h).gpu),
+                ("throttle", lambda: pynvml.nvmlDeviceGetCurrentClocksEventReasons(h)),
+            ):
+                try:
+                    row[key] = read()
+                except Exception:  # noqa: BLE001  (a reading this driver lacks is left out)
+                    pass
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            time.sleep(args.interval_secs)  # the sampling period, not synchronisation
+    pynvml.nvmlShutdown()
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Machine facts and NVML readings for the device kit.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -160,8 +199,11 @@ def main(argv=None):
     n = sub.add_parser("nvml")
     n.add_argument("--addr", required=True)
     n.add_argument("--out", required=True)
+    c = sub.add_parser("clocks")
+    c.add_argument("--out", required=True)
+    c.add_argument("--interval-secs", type=float, default=0.25)
     args = ap.parse_args(argv)
-    return env(args) if args.cmd == "env" else nvml(args)
+    return {"env": env, "nvml": nvml, "clocks": clocks}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 it back, while `rerankd bench` keeps the server busy.
 
     squeeze.py --out FILE.json [--device cuda:0] [--leave-gib 2] [--step-gib 8] [--step-secs 0.5]
-               [--hold-secs 15] [--release-steps 4]
+               [--hold-secs 15] [--release-steps 4] [--ready-file FILE] [--release-file FILE]
 
 Takes memory with torch.empty in steps of --step-gib (smaller as it nears the goal) every --step-secs,
 until the driver reports about --leave-gib free; holds it --hold-secs, topping up when rerankd frees
-memory; then releases it in --release-steps steps. Every step is recorded with the wall-clock time
+memory; then releases it in --release-steps steps. --ready-file is created once the memory is taken
+(the hold begins), for a caller that starts its load then; the hold ends early once --release-file
+exists (--hold-secs is then the longest it holds). Every step is recorded with the wall-clock time
 (time.time(), to line up with the bench's samples), what is held and the driver's free memory. An
 allocation that fails (rerankd got there first) is recorded and the step shrinks; it is not an error.
 
@@ -15,6 +17,7 @@ Owns: the squeezing process's own memory. Must never: touch rerankd, or take the
 """
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -33,6 +36,8 @@ def main(argv=None):
     ap.add_argument("--step-secs", type=float, default=0.5)
     ap.add_argument("--hold-secs", type=float, default=15.0)
     ap.add_argument("--release-steps", type=int, default=4)
+    ap.add_argument("--ready-file")
+    ap.add_argument("--release-file")
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
@@ -72,8 +77,10 @@ def main(argv=None):
     start = time.time()
     record("start")
     take(start + 60.0)
+    if args.ready_file:
+        open(args.ready_file, "w").close()
     hold_end = time.time() + args.hold_secs
-    while time.time() < hold_end:
+    while time.time() < hold_end and not (args.release_file and os.path.exists(args.release_file)):
         time.sleep(0.5)  # pacing: one reading every half second while holding
         free = record("hold")
         if free - leave > 256 * MIB:
