@@ -15,7 +15,8 @@
 #          TorchScript from Python at its best static batch; FLOPs per pair and MFU;
 #       4. the squeeze (GPU only): under steady load a second process takes GPU memory until about
 #          2 GiB is free, holds, releases; failed requests, budget, batch, free memory and OOMs;
-#       5. lowered precision against fp32, and graph optimisation on against off;
+#       5. lowered precision against fp32, graph optimisation on against off, and the server's default
+#          --max-batch-pairs against the reference's best batch;
 #   - writes at most 8 files to the output folder: summary.json, bench.json, throughput.svg,
 #     squeeze.svg, check.log. A check that cannot run says "skipped: why" in summary.json.
 #
@@ -376,6 +377,12 @@ step_fp32() {
   bench fp32 "$SERVER_ADDR" "$SHORT_DURATION"
 }
 
+# What a user gets without tuning: the same load with rerankd's default --max-batch-pairs.
+step_default_batch() {
+  start_server large-default-batch "$WORK/models/large" "$LOWER"
+  bench default-batch "$SERVER_ADDR" "$SHORT_DURATION"
+}
+
 step_graph_off() {
   start_server large-graph-off "$WORK/models/large" "$LOWER" --max-batch-pairs "$(max_batch)" \
     --graph-optimization off
@@ -452,5 +459,8 @@ if [[ "$GRAPH_FLAG" != present ]]; then
   skip graph-off "flag absent: rerankd serve --help does not list --graph-optimization"
 elif fits graph-off $((WARMUP + SHORT_DURATION + 40)); then
   run_step 5_precision_and_graph "large model, $LOWER, graph optimisation off" step_graph_off
+fi
+if fits default-batch $((WARMUP + SHORT_DURATION + 40)); then
+  run_step 5_precision_and_graph "large model, $LOWER, the default --max-batch-pairs" step_default_batch
 fi
 log "done in ${SECONDS}s"

@@ -425,6 +425,12 @@ def build(work, mode, kit, final_rc):
         c5["lowered_over_fp32"] = round(thr["pairs_per_second"] / c5["fp32"]["pairs_per_second"], 3)
     if thr and c5["lowered_graph_off"] and c5["lowered_graph_off"]["pairs_per_second"]:
         c5["graph_on_over_off"] = round(thr["pairs_per_second"] / c5["lowered_graph_off"]["pairs_per_second"], 3)
+    c5["lowered_default_batch"] = bench_figures(benches.get("default-batch"))
+    if thr and c5["lowered_default_batch"] and c5["lowered_default_batch"]["pairs_per_second"]:
+        c5["default_batch_over_tuned"] = round(
+            c5["lowered_default_batch"]["pairs_per_second"] / thr["pairs_per_second"], 3)
+    if "default-batch" in skips:
+        c5["default_batch_status"] = f"skipped: {skips['default-batch']}"
     if "graph-off" in skips:
         c5["graph_off_status"] = f"skipped: {skips['graph-off']}"
     reasons = [f"{k}: {v['failed']} failed requests" for k, v in c5.items()
