@@ -1,6 +1,12 @@
 //! `Metrics`: rerankd's Prometheus metrics, every one named `rerankd_*`,
 //! and their text exposition.
 //!
+//! Names follow Prometheus conventions: units as suffixes (`_seconds`,
+//! `_bytes`, `_tokens`), counters end in `_total` (the encoder adds it),
+//! and ratios are left to PromQL over counters (padding efficiency is
+//! `rate(real_tokens_total) / rate(padded_tokens_total)`), since a lifetime
+//! ratio hides what happens now.
+//!
 //! Owns: metric names, help texts and labels; counting requests by RPC and
 //! status code with their durations; turning the batcher's stats into
 //! metrics at scrape time. Must never: block a request (observing is a few
@@ -199,13 +205,13 @@ impl Collector for BatcherCollector {
             }};
         }
         per_device!(
-            "token_budget",
+            "batch_budget_tokens",
             "Padded tokens (pairs x padded length) the next batch may hold",
             MetricType::Gauge,
             |w| ConstGauge::new(w.controller.budget_tokens as i64)
         );
         per_device!(
-            "bytes_per_token",
+            "padded_token_size_bytes",
             "Device bytes one padded token is assumed to cost",
             MetricType::Gauge,
             |w| ConstGauge::new(w.controller.bytes_per_token)
@@ -223,7 +229,7 @@ impl Collector for BatcherCollector {
             |w| ConstGauge::new(w.controller.last_reading.map_or(0, |r| r.total_bytes) as i64)
         );
         per_device!(
-            "oom",
+            "out_of_memory_errors",
             "Batches that ran out of device memory",
             MetricType::Counter,
             |w| ConstCounter::new(w.controller.oom_count)
@@ -238,7 +244,7 @@ impl Collector for BatcherCollector {
             ConstCounter::new(w.batches)
         });
         per_device!(
-            "batch_pairs_sum",
+            "batch_pairs",
             "Pairs scored in batches",
             MetricType::Counter,
             |w| ConstCounter::new(w.pairs)
@@ -254,16 +260,6 @@ impl Collector for BatcherCollector {
             "Padded tokens (pairs x padded length) in batches",
             MetricType::Counter,
             |w| ConstCounter::new(w.padded_tokens)
-        );
-        per_device!(
-            "padding_efficiency",
-            "Real tokens / padded tokens over all batches (1 before any)",
-            MetricType::Gauge,
-            |w| ConstGauge::new(if w.padded_tokens == 0 {
-                1.0
-            } else {
-                w.real_tokens as f64 / w.padded_tokens as f64
-            })
         );
         per_device!(
             "worker_in_service",
