@@ -94,9 +94,7 @@ fn queue_batches(
     let mut batches = Vec::new();
     let (mut real, mut padded) = (0, 0);
     for round in 0..REQUESTS_PER_CLIENT {
-        let overhead = config
-            .batch_overhead_tokens
-            .unwrap_or_else(|| rerankd::config::default_batch_overhead(DeviceSpec::Cpu));
+        let overhead = config.batcher.batch_overhead_tokens;
         let mut queue = Queue::new(256, efficiency_floor).with_batch_overhead(overhead);
         for client in 0..CLIENTS {
             let first = (client * REQUESTS_PER_CLIENT + round) * DOCUMENTS_PER_REQUEST;
@@ -106,7 +104,10 @@ fn queue_batches(
                 .collect();
             queue.push(first as u64, now, None, &lengths);
         }
-        while let Some(batch) = queue.cut(config.fallback_budget_tokens, config.max_batch_pairs) {
+        while let Some(batch) = queue.cut(
+            config.batcher.controller.fallback_tokens,
+            config.batcher.max_batch_pairs,
+        ) {
             let rows: Vec<_> = batch
                 .items
                 .iter()
@@ -237,15 +238,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let infer_config = InferConfig {
-        min_padding_efficiency: std::env::var("RERANKD_MIN_PADDING_EFFICIENCY")
-            .ok()
-            .map(|v| {
-                v.parse()
-                    .expect("RERANKD_MIN_PADDING_EFFICIENCY is a number")
-            }),
-        ..InferConfig::default()
-    };
+    let mut infer_config = InferConfig::default();
+    if let Ok(floor) = std::env::var("RERANKD_MIN_PADDING_EFFICIENCY") {
+        infer_config.batcher.min_padding_efficiency = floor
+            .parse()
+            .expect("RERANKD_MIN_PADDING_EFFICIENCY is a number");
+    }
     let config = ModelConfig {
         dir: model.clone(),
         devices: vec![DeviceSpec::Cpu],
@@ -254,11 +252,9 @@ fn main() {
         graph_optimization: true,
     };
     let loaded = runtime
-        .block_on(server::load(&config, infer_config))
+        .block_on(server::load(&config, infer_config.clone()))
         .unwrap();
-    let floor = infer_config
-        .min_padding_efficiency
-        .unwrap_or_else(|| rerankd::config::default_padding_floor(DeviceSpec::Cpu));
+    let floor = infer_config.batcher.min_padding_efficiency;
     let (queued, queued_efficiency) =
         queue_batches(&encoded.pairs, &infer_config, floor, pad, types);
     let listener = runtime

@@ -1,9 +1,13 @@
 //! Command-line flags (every one also an environment variable) and the typed
 //! configs they become.
 //!
-//! Owns: flag names, defaults and help texts. Must never: act on a flag (no
-//! loading, binding or logging here); the rest of the crate sees only the
-//! typed configs.
+//! Owns: flag names, help texts, and the device-dependent defaults. Every
+//! other default lives once, in the `Default` of the config that takes it
+//! (`InferConfig`, the batcher's `BatcherConfig` and `ControllerConfig`,
+//! `ServerConfig`), and the flags read theirs from there; the configs built
+//! here are the ones the layers take, not repacked on the way. Must never:
+//! act on a flag (no loading, binding or logging here); the rest of the
+//! crate sees only the typed configs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +15,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::batcher::controller::ControllerConfig;
+use crate::batcher::scheduler::BatcherConfig;
 use crate::model::{DeviceSpec, DtypeRequest};
 
 /// rerankd: a gRPC inference server for cross-encoder rerankers on libtorch.
@@ -80,34 +86,42 @@ pub struct ServeArgs {
     pub graph_optimization: bool,
 
     /// Most documents one request may carry; more is INVALID_ARGUMENT.
-    #[arg(long, env = "RERANKD_MAX_DOCUMENTS", default_value_t = 1000)]
+    #[arg(long, env = "RERANKD_MAX_DOCUMENTS", default_value_t = InferConfig::default().max_documents)]
     pub max_documents: usize,
 
     /// Largest document (or query) one request may carry, in bytes of
     /// UTF-8; more is INVALID_ARGUMENT naming the document. Texts past the
     /// model's window are cut anyway, so this only bounds tokenizing work.
-    #[arg(long, env = "RERANKD_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "RERANKD_MAX_DOCUMENT_BYTES", default_value_t = InferConfig::default().max_document_bytes)]
     pub max_document_bytes: usize,
 
     /// Most windows one document may be split into when a request asks for
     /// chunking; more is INVALID_ARGUMENT naming the document. 64 windows of
     /// a 512-token model cover about 24,000 tokens of document.
-    #[arg(long, env = "RERANKD_MAX_CHUNKS_PER_DOCUMENT", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "RERANKD_MAX_CHUNKS_PER_DOCUMENT",
+        default_value_t = InferConfig::default().max_chunks_per_document
+    )]
     pub max_chunks_per_document: usize,
 
     /// Most pairs the model runs in one forward pass. Batches hold pairs of
     /// every queued request, up to this many and up to the token budget.
-    #[arg(long, env = "RERANKD_MAX_BATCH_PAIRS", default_value_t = 32)]
+    #[arg(long, env = "RERANKD_MAX_BATCH_PAIRS", default_value_t = BatcherConfig::default().max_batch_pairs)]
     pub max_batch_pairs: usize,
 
     /// How long a batch may wait for more pairs when the queue cannot fill
     /// it, in milliseconds.
-    #[arg(long, env = "RERANKD_MAX_QUEUE_DELAY_MS", default_value_t = 2)]
+    #[arg(
+        long,
+        env = "RERANKD_MAX_QUEUE_DELAY_MS",
+        default_value_t = BatcherConfig::default().max_queue_delay.as_millis() as u64
+    )]
     pub max_queue_delay_ms: u64,
 
     /// Admission bound: a request that would take the queue past this many
     /// pairs gets RESOURCE_EXHAUSTED with a retry-after header.
-    #[arg(long, env = "RERANKD_MAX_QUEUED_PAIRS", default_value_t = 20_000)]
+    #[arg(long, env = "RERANKD_MAX_QUEUED_PAIRS", default_value_t = BatcherConfig::default().max_queued_pairs)]
     pub max_queued_pairs: usize,
 
     /// Lowest share of real tokens (real ÷ padded) a batch may grow to: a
@@ -127,11 +141,15 @@ pub struct ServeArgs {
 
     /// Token budget per batch (pairs × padded length) when device memory
     /// cannot be read (CPU, or no NVIDIA driver).
-    #[arg(long, env = "RERANKD_FALLBACK_BUDGET_TOKENS", default_value_t = 16_384)]
+    #[arg(
+        long,
+        env = "RERANKD_FALLBACK_BUDGET_TOKENS",
+        default_value_t = ControllerConfig::default().fallback_tokens
+    )]
     pub fallback_budget_tokens: usize,
 
     /// Largest gRPC message accepted or sent, in bytes.
-    #[arg(long, env = "RERANKD_MAX_MESSAGE_BYTES", default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, env = "RERANKD_MAX_MESSAGE_BYTES", default_value_t = ServerConfig::default().max_message_bytes)]
     pub max_message_bytes: usize,
 
     /// Address of the Prometheus endpoint (GET /metrics); off unless set.
@@ -141,14 +159,24 @@ pub struct ServeArgs {
     /// After SIGTERM or SIGINT: seconds to keep accepting requests while
     /// health already says NOT_SERVING, so that load balancers stop sending
     /// before the port closes.
-    #[arg(long, env = "RERANKD_DRAIN_DELAY_SECS", default_value_t = 5.0, value_parser = parse_seconds)]
+    #[arg(
+        long,
+        env = "RERANKD_DRAIN_DELAY_SECS",
+        default_value_t = ServerConfig::default().drain_delay.as_secs_f64(),
+        value_parser = parse_seconds
+    )]
     pub drain_delay_secs: f64,
 
     /// After SIGTERM or SIGINT: seconds until the server exits at the latest
     /// (drain delay included). Every accepted request is finished within
     /// it; what is still running when it ends is abandoned and the exit
     /// status is 1.
-    #[arg(long, env = "RERANKD_GRACE_PERIOD_SECS", default_value_t = 30.0, value_parser = parse_seconds)]
+    #[arg(
+        long,
+        env = "RERANKD_GRACE_PERIOD_SECS",
+        default_value_t = ServerConfig::default().grace_period.as_secs_f64(),
+        value_parser = parse_seconds
+    )]
     pub grace_period_secs: f64,
 
     /// PEM certificate chain to serve TLS with (needs --tls-key).
@@ -169,7 +197,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "RERANKD_HTTP2_KEEPALIVE_INTERVAL_SECS",
-        default_value_t = 30
+        default_value_t = ServerConfig::default().keepalive_interval.map_or(0, |d| d.as_secs())
     )]
     pub http2_keepalive_interval_secs: u64,
 
@@ -177,18 +205,26 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "RERANKD_HTTP2_KEEPALIVE_TIMEOUT_SECS",
-        default_value_t = 10
+        default_value_t = ServerConfig::default().keepalive_timeout.as_secs()
     )]
     pub http2_keepalive_timeout_secs: u64,
 
     /// Most concurrent streams (calls) per HTTP/2 connection.
-    #[arg(long, env = "RERANKD_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
+    #[arg(
+        long,
+        env = "RERANKD_MAX_CONCURRENT_STREAMS",
+        default_value_t = ServerConfig::default().max_concurrent_streams
+    )]
     pub max_concurrent_streams: u32,
 
     /// Seconds after which a connection is asked to close (GOAWAY once its
     /// calls finish), so that clients re-resolve and spread over replicas
     /// (0: never). 300 is a good value behind DNS or a headless Service.
-    #[arg(long, env = "RERANKD_MAX_CONNECTION_AGE_SECS", default_value_t = 0)]
+    #[arg(
+        long,
+        env = "RERANKD_MAX_CONNECTION_AGE_SECS",
+        default_value_t = ServerConfig::default().max_connection_age.map_or(0, |d| d.as_secs())
+    )]
     pub max_connection_age_secs: u64,
 
     /// Log format on stderr: human or json (one object a line).
@@ -316,22 +352,17 @@ pub struct ModelConfig {
 }
 
 /// Per-request limits and how requests are batched.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InferConfig {
     pub max_documents: usize,
     /// Longest query or document, in bytes.
     pub max_document_bytes: usize,
     /// Most windows per chunked document; at least 1.
     pub max_chunks_per_document: usize,
-    /// At least 1.
-    pub max_batch_pairs: usize,
-    pub max_queue_delay: Duration,
-    pub max_queued_pairs: usize,
-    pub fallback_budget_tokens: usize,
-    /// `None`: the device's default (`default_padding_floor`).
-    pub min_padding_efficiency: Option<f64>,
-    /// `None`: the device's default (`default_batch_overhead`).
-    pub batch_overhead_tokens: Option<usize>,
+    /// What the batcher takes, as it takes it. Start-up fills in only what
+    /// the model decides (padding id, token types, the window as the
+    /// smallest budget).
+    pub batcher: BatcherConfig,
 }
 
 /// A forward pass's cost beyond its tokens when none is configured, in
@@ -360,17 +391,17 @@ fn parse_fraction(value: &str) -> Result<f64, String> {
 }
 
 impl Default for InferConfig {
+    /// The defaults of `--devices cpu`, the server's default device.
     fn default() -> Self {
         InferConfig {
             max_documents: 1000,
             max_document_bytes: 64 * 1024,
             max_chunks_per_document: 64,
-            max_batch_pairs: 32,
-            max_queue_delay: Duration::from_millis(2),
-            max_queued_pairs: 20_000,
-            fallback_budget_tokens: 16_384,
-            min_padding_efficiency: None,
-            batch_overhead_tokens: None,
+            batcher: BatcherConfig {
+                min_padding_efficiency: default_padding_floor(DeviceSpec::Cpu),
+                batch_overhead_tokens: default_batch_overhead(DeviceSpec::Cpu),
+                ..BatcherConfig::default()
+            },
         }
     }
 }
@@ -427,16 +458,29 @@ impl ServeArgs {
     }
 
     pub fn infer_config(&self) -> InferConfig {
+        // Devices are all of one kind (start-up refuses a mix); the first
+        // decides the device-dependent defaults.
+        let device = self.devices.first().copied().unwrap_or(DeviceSpec::Cpu);
         InferConfig {
             max_documents: self.max_documents,
             max_document_bytes: self.max_document_bytes,
             max_chunks_per_document: self.max_chunks_per_document.max(1),
-            max_batch_pairs: self.max_batch_pairs.max(1),
-            max_queue_delay: Duration::from_millis(self.max_queue_delay_ms),
-            max_queued_pairs: self.max_queued_pairs,
-            fallback_budget_tokens: self.fallback_budget_tokens,
-            min_padding_efficiency: self.min_padding_efficiency,
-            batch_overhead_tokens: self.batch_overhead_tokens,
+            batcher: BatcherConfig {
+                max_batch_pairs: self.max_batch_pairs.max(1),
+                max_queue_delay: Duration::from_millis(self.max_queue_delay_ms),
+                max_queued_pairs: self.max_queued_pairs,
+                min_padding_efficiency: self
+                    .min_padding_efficiency
+                    .unwrap_or_else(|| default_padding_floor(device)),
+                batch_overhead_tokens: self
+                    .batch_overhead_tokens
+                    .unwrap_or_else(|| default_batch_overhead(device)),
+                controller: ControllerConfig {
+                    fallback_tokens: self.fallback_budget_tokens,
+                    ..ControllerConfig::default()
+                },
+                ..BatcherConfig::default()
+            },
         }
     }
 
@@ -481,6 +525,51 @@ mod tests {
         assert_eq!(model.dtype, DtypeRequest::Exact(Dtype::Bf16));
         assert!(model.graph_optimization);
         assert_eq!(args.addr.port(), 50051);
+    }
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let argv = ["rerankd", "serve", "--model", "/m"].iter().chain(flags);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args,
+            _ => panic!("parsed as another command"),
+        }
+    }
+
+    #[test]
+    fn flag_defaults_are_the_configs_defaults() {
+        let args = serve_args(&[]);
+        assert_eq!(args.infer_config(), InferConfig::default());
+        let server = args.server_config();
+        let default = ServerConfig::default();
+        assert_eq!(
+            format!("{server:?}"),
+            format!("{default:?}"),
+            "flags and ServerConfig::default disagree"
+        );
+    }
+
+    #[test]
+    fn device_dependent_defaults_follow_the_devices() {
+        let cuda = serve_args(&["--devices", "cuda:0"]).infer_config();
+        assert_eq!(cuda.batcher.min_padding_efficiency, 0.85);
+        assert_eq!(cuda.batcher.batch_overhead_tokens, 0);
+        let cpu = serve_args(&[]).infer_config();
+        assert_eq!(cpu.batcher.min_padding_efficiency, 0.95);
+        assert_eq!(cpu.batcher.batch_overhead_tokens, 48);
+        let set = serve_args(&[
+            "--devices",
+            "cuda:0",
+            "--min-padding-efficiency",
+            "0.5",
+            "--batch-overhead-tokens",
+            "7",
+            "--fallback-budget-tokens",
+            "999",
+        ])
+        .infer_config();
+        assert_eq!(set.batcher.min_padding_efficiency, 0.5);
+        assert_eq!(set.batcher.batch_overhead_tokens, 7);
+        assert_eq!(set.batcher.controller.fallback_tokens, 999);
     }
 
     #[test]

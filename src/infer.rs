@@ -291,12 +291,12 @@ impl Infer {
             truncated: encoded.truncated,
             chunks: encoded.chunks,
         };
-        if encoded.pairs.len() > self.config.max_queued_pairs {
+        if encoded.pairs.len() > self.config.batcher.max_queued_pairs {
             return Err(Error::InvalidArgument(format!(
                 "the request makes {} pairs after chunking, over this server's queue of {}; \
                  send fewer or shorter documents (the limit is --max-queued-pairs)",
                 encoded.pairs.len(),
-                self.config.max_queued_pairs
+                self.config.batcher.max_queued_pairs
             )));
         }
         let lengths: Vec<usize> = encoded.pairs.iter().map(|p| p.len()).collect();

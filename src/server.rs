@@ -8,10 +8,9 @@
 //! Must never: report the model ready before every replica has run its
 //! warm-up, or run libtorch itself (the model threads do).
 
-use crate::batcher::controller::ControllerConfig;
+use crate::batcher::scheduler::Batcher;
 use crate::batcher::scheduler::Worker;
-use crate::batcher::scheduler::{Batcher, BatcherConfig};
-use crate::config::{default_batch_overhead, default_padding_floor, InferConfig, ModelConfig};
+use crate::config::{InferConfig, ModelConfig};
 use crate::error::Error;
 use crate::gpu::nvml::NvmlProbe;
 use crate::gpu::MemoryProbe;
@@ -87,8 +86,8 @@ where
             graph_optimization: config.graph_optimization,
         };
         let calibration_plan = CalibrationPlan {
-            max_pairs: infer_config.max_batch_pairs,
-            safety_fraction: ControllerConfig::default().safety_fraction,
+            max_pairs: infer_config.batcher.max_batch_pairs,
+            safety_fraction: infer_config.batcher.controller.safety_fraction,
             pad_token_id: spec.pad_token_id,
             uses_token_type_ids: spec.uses_token_type_ids,
         };
@@ -147,28 +146,13 @@ where
         )));
     }
 
-    let batcher = Batcher::start(
-        BatcherConfig {
-            max_batch_pairs: infer_config.max_batch_pairs,
-            max_queue_delay: infer_config.max_queue_delay,
-            max_queued_pairs: infer_config.max_queued_pairs,
-            controller: ControllerConfig {
-                fallback_tokens: infer_config.fallback_budget_tokens,
-                min_tokens: spec.max_length,
-                ..ControllerConfig::default()
-            },
-            pad_token_id: spec.pad_token_id,
-            uses_token_type_ids: spec.uses_token_type_ids,
-            min_padding_efficiency: infer_config
-                .min_padding_efficiency
-                .unwrap_or_else(|| default_padding_floor(devices[0])),
-            batch_overhead_tokens: infer_config
-                .batch_overhead_tokens
-                .unwrap_or_else(|| default_batch_overhead(devices[0])),
-            ..BatcherConfig::default()
-        },
-        workers,
-    );
+    // The batcher takes the config as built from the flags; only what the
+    // model decides is filled in here.
+    let mut batcher_config = infer_config.batcher.clone();
+    batcher_config.pad_token_id = spec.pad_token_id;
+    batcher_config.uses_token_type_ids = spec.uses_token_type_ids;
+    batcher_config.controller.min_tokens = spec.max_length;
+    let batcher = Batcher::start(batcher_config, workers);
     let live_workers = batcher.live_workers();
     let info = ModelInfo {
         name: spec.name.clone(),

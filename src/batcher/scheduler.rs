@@ -31,8 +31,10 @@ use crate::gpu::MemoryReading;
 use crate::model::{EncodedPair, PaddedBatch, ScoreError};
 use crate::worker::thread::{ModelClient, ScoredBatch};
 
-/// How the scheduler batches.
-#[derive(Debug, Clone)]
+/// How the scheduler batches. `Default` is the one home of these defaults
+/// (the flags read theirs from it), except the device-dependent padding
+/// floor and batch overhead, which `config` sets per device.
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatcherConfig {
     /// Most pairs in one batch.
     pub max_batch_pairs: usize,

@@ -89,11 +89,10 @@ fn first_replica_breaks_after(
 /// No padding floor: requests share batches and pad, which is what the
 /// injector and the comparison with scores alone need.
 fn padding_config() -> InferConfig {
-    InferConfig {
-        min_padding_efficiency: Some(0.0),
-        max_batch_pairs: 16,
-        ..InferConfig::default()
-    }
+    let mut config = InferConfig::default();
+    config.batcher.min_padding_efficiency = 0.0;
+    config.batcher.max_batch_pairs = 16;
+    config
 }
 
 /// Documents of 1 to 30 words, different per request.
@@ -202,10 +201,8 @@ async fn an_out_of_memory_mid_run_loses_no_request_and_changes_no_score() {
 async fn two_cpu_workers_share_the_queue_and_agree_on_every_score() {
     let mut config = model_config(model_dir("tiny-bert"), "fp32");
     config.devices = vec![DeviceSpec::Cpu, DeviceSpec::Cpu];
-    let infer = InferConfig {
-        max_batch_pairs: 4,
-        ..padding_config()
-    };
+    let mut infer = padding_config();
+    infer.batcher.max_batch_pairs = 4;
     let addr = start_server_with(config, infer).unwrap();
     let mut client = client(addr).await;
     let info = client

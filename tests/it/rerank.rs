@@ -321,11 +321,11 @@ async fn a_request_larger_than_one_batch_keeps_every_score_with_its_document() {
 
 #[tokio::test]
 async fn a_request_over_the_document_limit_is_refused() {
-    let infer = rerankd::config::InferConfig {
+    let mut infer = rerankd::config::InferConfig {
         max_documents: 3,
-        max_batch_pairs: 2,
         ..Default::default()
     };
+    infer.batcher.max_batch_pairs = 2;
     let addr = start_server_with(model_config(model_dir("tiny-bert"), "fp32"), infer).unwrap();
     let mut client = client(addr).await;
     let status = client
@@ -422,10 +422,8 @@ async fn concurrent_requests_score_exactly_as_they_do_alone() {
     // Requests of different sizes and lengths share batches under the
     // batcher; batching and padding must never change a score. No padding
     // floor, so that they do pad.
-    let infer = rerankd::config::InferConfig {
-        min_padding_efficiency: Some(0.0),
-        ..Default::default()
-    };
+    let mut infer = rerankd::config::InferConfig::default();
+    infer.batcher.min_padding_efficiency = 0.0;
     let addr = start_server_with(model_config(model_dir("tiny-bert"), "fp32"), infer).unwrap();
     let golden = golden("tiny-bert");
     let all: Vec<String> = golden
@@ -476,10 +474,8 @@ async fn concurrent_requests_score_exactly_as_they_do_alone() {
 #[tokio::test]
 async fn stats_report_the_batches_the_server_ran() {
     // No padding floor: the three documents of a request pad together.
-    let infer = rerankd::config::InferConfig {
-        min_padding_efficiency: Some(0.0),
-        ..Default::default()
-    };
+    let mut infer = rerankd::config::InferConfig::default();
+    infer.batcher.min_padding_efficiency = 0.0;
     let addr = start_server_with(model_config(model_dir("tiny-bert"), "fp32"), infer).unwrap();
     let mut client = client(addr).await;
     let before = client
