@@ -291,14 +291,7 @@ impl Infer {
             truncated: encoded.truncated,
             chunks: encoded.chunks,
         };
-        if encoded.pairs.len() > self.config.batcher.max_queued_pairs {
-            return Err(Error::InvalidArgument(format!(
-                "the request makes {} pairs after chunking, over this server's queue of {}; \
-                 send fewer or shorter documents (the limit is --max-queued-pairs)",
-                encoded.pairs.len(),
-                self.config.batcher.max_queued_pairs
-            )));
-        }
+        self.fits_the_queue(encoded.pairs.len())?;
         let lengths: Vec<usize> = encoded.pairs.iter().map(|p| p.len()).collect();
         let chunked = encoded.is_chunked();
         let EncodedRequest {
@@ -320,29 +313,7 @@ impl Infer {
                     .await?
             }
         };
-        let raw = scored
-            .scores
-            .into_iter()
-            .enumerate()
-            .map(|(pair, result)| {
-                result.map_err(|error| match error {
-                    ScoreError::OutOfMemory(message) => Error::OutOfMemory {
-                        index: owners[pair],
-                        tokens: lengths[pair],
-                        message,
-                    },
-                    ScoreError::Failed(message) => Error::Inference(message),
-                    // The batcher fails such a request whole (Error::WorkerOut).
-                    error @ ScoreError::DeviceFailed(_) => Error::Unavailable(error.to_string()),
-                })
-            })
-            .collect::<Result<Vec<f32>, Error>>()?;
-        if let Some(pair) = raw.iter().position(|s| !s.is_finite()) {
-            return Err(Error::Inference(format!(
-                "the model returned a non-finite score ({}) for document {}",
-                raw[pair], owners[pair]
-            )));
-        }
+        let raw = raw_scores(scored.scores, &owners, &lengths)?;
         let raw = if chunked {
             Gather::all(owners, inputs, aggregate, &raw)
         } else {
@@ -355,6 +326,19 @@ impl Infer {
             total: Duration::ZERO,
         };
         Ok((raw, usage, timings))
+    }
+
+    /// Refuses a request that alone would fill the queue: it could never be
+    /// admitted, so waiting or retrying would not help.
+    fn fits_the_queue(&self, pairs: usize) -> Result<(), Error> {
+        let limit = self.config.batcher.max_queued_pairs;
+        if pairs > limit {
+            return Err(Error::InvalidArgument(format!(
+                "the request makes {pairs} pairs after chunking, over this server's queue of \
+                 {limit}; send fewer or shorter documents (the limit is --max-queued-pairs)"
+            )));
+        }
+        Ok(())
     }
 
     /// Scores a chunked request's pairs, sending `progress` each document
@@ -404,6 +388,38 @@ where
 }
 
 /// At most `--max-documents` documents (or pairs) per request.
+/// A request's raw scores, pair by pair, or the error of its first failed
+/// or non-finite pair, named by its input (`owners`) and length.
+fn raw_scores(
+    scores: Vec<Result<f32, ScoreError>>,
+    owners: &[usize],
+    lengths: &[usize],
+) -> Result<Vec<f32>, Error> {
+    let raw = scores
+        .into_iter()
+        .enumerate()
+        .map(|(pair, result)| {
+            result.map_err(|error| match error {
+                ScoreError::OutOfMemory(message) => Error::OutOfMemory {
+                    index: owners[pair],
+                    tokens: lengths[pair],
+                    message,
+                },
+                ScoreError::Failed(message) => Error::Inference(message),
+                // The batcher fails such a request whole (Error::WorkerOut).
+                error @ ScoreError::DeviceFailed(_) => Error::Unavailable(error.to_string()),
+            })
+        })
+        .collect::<Result<Vec<f32>, Error>>()?;
+    if let Some(pair) = raw.iter().position(|s| !s.is_finite()) {
+        return Err(Error::Inference(format!(
+            "the model returned a non-finite score ({}) for document {}",
+            raw[pair], owners[pair]
+        )));
+    }
+    Ok(raw)
+}
+
 fn within_limit(count: usize, what: &str, config: &InferConfig) -> Result<(), Error> {
     if count > config.max_documents {
         return Err(Error::InvalidArgument(format!(

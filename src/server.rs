@@ -19,7 +19,7 @@ use crate::model::golden::{GoldenSet, TIE_TOLERANCE};
 use crate::model::precision::{cpu_has_native_bf16, resolve_dtype};
 use crate::model::torch::{tch_device, TorchScorer};
 use crate::model::warmup::{load_for_serving, GoldenBatch, LoadPlan, LoadReport};
-use crate::model::{DeviceSpec, EncodedPair, ModelDir, PaddedBatch, Scorer};
+use crate::model::{DeviceSpec, Dtype, EncodedPair, ModelDir, PaddedBatch, Scorer};
 use crate::tokenize::{Fit, Overflow, PairTokenizer, Side};
 use crate::worker::calibrate::{calibrate, Calibration, CalibrationPlan};
 use crate::worker::thread::ModelThread;
@@ -76,75 +76,33 @@ where
     let mut workers = Vec::new();
     let mut reports = Vec::new();
     for &device in &devices {
-        let plan = LoadPlan {
-            model_file: dir.model_file(),
-            device: tch_device(device)?,
-            uses_token_type_ids: spec.uses_token_type_ids,
-            dtype: resolve_dtype(config.dtype, device, cpu_has_native_bf16())?,
-            golden: golden.clone(),
-            warmup: warmup.clone(),
-            graph_optimization: config.graph_optimization,
-        };
-        let calibration_plan = CalibrationPlan {
-            max_pairs: infer_config.batcher.max_batch_pairs,
-            safety_fraction: infer_config.batcher.controller.safety_fraction,
-            pad_token_id: spec.pad_token_id,
-            uses_token_type_ids: spec.uses_token_type_ids,
-        };
-        let window_pair = window_pair.clone();
-        let wrap = wrap.clone();
-        let (model_thread, client, started) = ModelThread::start(move || {
-            if threads > 0 {
-                tch::set_num_threads(threads as i32);
-            }
-            let (mut scorer, report) = load_for_serving(&plan)?;
-            // Memory is read after the model is loaded and warm, so the
-            // budget starts from what is really left for activations; then
-            // growing batches measure bytes per token.
-            let mut probe = match device {
-                DeviceSpec::Cuda(index) => open_probe(index),
-                DeviceSpec::Cpu => None,
-            };
-            let calibration = probe.as_mut().and_then(|probe| {
-                // Blocks cached so far (the fp32 weights a cast freed, the
-                // golden batches) would absorb the first steps' growth.
-                scorer.release_cached_memory();
-                calibrate(&mut scorer, probe.as_mut(), &window_pair, &calibration_plan)
-            });
-            let reading = probe.as_mut().and_then(|probe| probe.read().ok());
-            Ok((wrap(scorer), probe, (report, calibration, reading)))
-        })
-        .await?;
-        let (report, calibration, reading) = started;
-        let warmed_tokens = calibration
-            .as_ref()
-            .and_then(|c| c.steps.iter().map(|step| step.0).max())
-            .unwrap_or(0);
-        workers.push(Worker {
-            device: device.to_string(),
-            model: client,
-            reading,
-            bytes_per_token: calibration.as_ref().map(|c| c.bytes_per_token),
-            warmed_tokens,
-        });
-        let worker = WorkerReport {
+        let plan = WorkerPlan {
+            load: LoadPlan {
+                model_file: dir.model_file(),
+                device: tch_device(device)?,
+                uses_token_type_ids: spec.uses_token_type_ids,
+                dtype: resolve_dtype(config.dtype, device, cpu_has_native_bf16())?,
+                golden: golden.clone(),
+                warmup: warmup.clone(),
+                graph_optimization: config.graph_optimization,
+            },
+            calibration: CalibrationPlan {
+                max_pairs: infer_config.batcher.max_batch_pairs,
+                safety_fraction: infer_config.batcher.controller.safety_fraction,
+                pad_token_id: spec.pad_token_id,
+                uses_token_type_ids: spec.uses_token_type_ids,
+            },
+            window_pair: window_pair.clone(),
             device,
-            load: report,
-            calibration,
+            threads,
         };
-        log_report(&dir, &worker);
-        reports.push(worker);
+        let (model_thread, worker, report) = start_worker(plan, wrap.clone()).await?;
+        log_report(&dir, &report);
+        workers.push(worker);
+        reports.push(report);
         model_threads.push(model_thread);
     }
-    // Batching must never change a score: every replica serves one precision.
-    let serving = reports[0].load.serving;
-    if let Some(other) = reports.iter().find(|r| r.load.serving != serving) {
-        return Err(Error::Config(format!(
-            "{} serves {} but {} serves {}: every device must serve one precision \
-             (pass --dtype explicitly)",
-            reports[0].device, serving, other.device, other.load.serving
-        )));
-    }
+    let serving = one_precision(&reports)?;
 
     // The batcher takes the config as built from the flags; only what the
     // model decides is filled in here.
@@ -168,6 +126,91 @@ where
         model_threads,
         live_workers,
     })
+}
+
+/// What one worker's model thread needs to start.
+struct WorkerPlan {
+    load: LoadPlan,
+    calibration: CalibrationPlan,
+    /// A window-length pair, for calibration.
+    window_pair: EncodedPair,
+    device: DeviceSpec,
+    /// libtorch threads on the model thread (0: libtorch's default).
+    threads: usize,
+}
+
+/// Starts one worker's model thread: loads and warms the model on it, opens
+/// the memory probe and calibrates bytes per token (CUDA), then hands the
+/// scorer through `wrap`.
+async fn start_worker<S, W>(
+    plan: WorkerPlan,
+    wrap: W,
+) -> Result<(ModelThread, Worker, WorkerReport), Error>
+where
+    S: Scorer + 'static,
+    W: Fn(TorchScorer) -> S + Send + 'static,
+{
+    let WorkerPlan {
+        load,
+        calibration: calibration_plan,
+        window_pair,
+        device,
+        threads,
+    } = plan;
+    let (model_thread, client, started) = ModelThread::start(move || {
+        if threads > 0 {
+            tch::set_num_threads(threads as i32);
+        }
+        let (mut scorer, report) = load_for_serving(&load)?;
+        // Memory is read after the model is loaded and warm, so the
+        // budget starts from what is really left for activations; then
+        // growing batches measure bytes per token.
+        let mut probe = match device {
+            DeviceSpec::Cuda(index) => open_probe(index),
+            DeviceSpec::Cpu => None,
+        };
+        let calibration = probe.as_mut().and_then(|probe| {
+            // Blocks cached so far (the fp32 weights a cast freed, the
+            // golden batches) would absorb the first steps' growth.
+            scorer.release_cached_memory();
+            calibrate(&mut scorer, probe.as_mut(), &window_pair, &calibration_plan)
+        });
+        let reading = probe.as_mut().and_then(|probe| probe.read().ok());
+        Ok((wrap(scorer), probe, (report, calibration, reading)))
+    })
+    .await?;
+    let (report, calibration, reading) = started;
+    let warmed_tokens = calibration
+        .as_ref()
+        .and_then(|c| c.steps.iter().map(|step| step.0).max())
+        .unwrap_or(0);
+    let worker = Worker {
+        device: device.to_string(),
+        model: client,
+        reading,
+        bytes_per_token: calibration.as_ref().map(|c| c.bytes_per_token),
+        warmed_tokens,
+    };
+    let report = WorkerReport {
+        device,
+        load: report,
+        calibration,
+    };
+    Ok((model_thread, worker, report))
+}
+
+/// The one precision every replica serves: batching must never change a
+/// score, so replicas that chose differently are refused.
+fn one_precision(reports: &[WorkerReport]) -> Result<Dtype, Error> {
+    let serving = reports[0].load.serving;
+    if let Some(other) = reports.iter().find(|r| r.load.serving != serving) {
+        return Err(Error::Config(format!(
+            "{} serves {} but {} serves {}: every device must serve one precision \
+             (pass --dtype explicitly)",
+            reports[0].device, serving, other.device, other.load.serving
+        )));
+    }
+    Ok(serving)
 }
 
 /// The devices to start workers on: at least one, all of one kind (a CPU

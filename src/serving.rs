@@ -20,6 +20,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ use crate::grpc::service::{Ready, RerankService};
 use crate::grpc::{deadline, pb};
 use crate::metrics::Metrics;
 use crate::server::{Loaded, Parts};
+use crate::worker::thread::ModelThread;
 
 /// The health service names that follow the model: the whole server ("")
 /// and the Reranker.
@@ -88,6 +90,9 @@ enum Model<L> {
     Loading(L),
 }
 
+/// The server's life, step by step: the transport, the model (loaded, or
+/// loading while the port answers NOT_SERVING), serving until the
+/// shutdown signal, the drain, and the model threads joined last.
 async fn serve_model<L, S>(
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
@@ -108,20 +113,79 @@ where
     })));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
-    let (preloaded, load) = match model {
+    // Everything that can fail on a bad setting (TLS files, reflection)
+    // fails before a model is taken in, so that no model thread is left
+    // waiting for clients that an early return would still hold.
+    let (draining, draining_seen) = tokio::sync::watch::channel(false);
+    let router = grpc_router(&config, &ready, &metrics, health_service, draining_seen)?;
+    let model = match model {
         Model::Loaded(loaded) => {
-            let Parts {
-                infer,
-                model_threads,
-                live_workers,
-            } = loaded.into_parts();
-            let _ = ready.set(infer);
+            let parts = publish(&ready, *loaded);
             set_health(&health, ServingStatus::Serving).await;
-            (Some((model_threads, live_workers)), None)
+            Ok(parts)
         }
-        Model::Loading(load) => (None, Some(load)),
+        Model::Loading(load) => Err(load),
     };
+    let (stop_accepting, stopped_accepting) = oneshot::channel::<()>();
+    let mut grpc = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async {
+            let _ = stopped_accepting.await;
+        },
+    ));
+    let metrics_task = MetricsTask::start(metrics_listener, &metrics)?;
 
+    tokio::pin!(shutdown);
+    let (model_threads, live_workers, shutdown_seen) = match model {
+        Ok((model_threads, live_workers)) => (model_threads, live_workers, false),
+        Err(load) => {
+            tracing::info!(%addr, tls = config.tls.is_some(), "listening; the model is loading (health: NOT_SERVING)");
+            match load_noting_shutdown(load, shutdown.as_mut()).await {
+                (Ok(loaded), shutdown_seen) => {
+                    let (model_threads, live_workers) = publish(&ready, loaded);
+                    if !shutdown_seen {
+                        set_health(&health, ServingStatus::Serving).await;
+                    }
+                    (model_threads, live_workers, shutdown_seen)
+                }
+                (Err(error), _) => {
+                    let _ = stop_accepting.send(());
+                    end_health_watches(health).await;
+                    let _ = grpc.await;
+                    metrics_task.stop().await;
+                    return Err(error);
+                }
+            }
+        }
+    };
+    if !shutdown_seen {
+        serve_until_shutdown(&health, addr, live_workers, shutdown).await;
+    }
+
+    let finished = drain(&config, health, stop_accepting, draining, &mut grpc).await;
+    metrics_task.stop().await;
+    // Every handler, and with them every ModelClient, is gone once `ready`
+    // is (the metrics hold it weakly): the model threads finish their last
+    // job and end.
+    drop(ready);
+    tokio::task::spawn_blocking(move || drop(model_threads))
+        .await
+        .map_err(|e| Error::Server(format!("joining the model threads failed: {e}")))?;
+    finished
+}
+
+/// The gRPC services on one router, with the transport settings: health,
+/// reflection (v1 and v1alpha), and the Reranker behind the deadline
+/// interceptor.
+fn grpc_router(
+    config: &ServerConfig,
+    ready: &Ready,
+    metrics: &Arc<Metrics>,
+    health_service: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    draining: tokio::sync::watch::Receiver<bool>,
+) -> Result<tonic::transport::server::Router, Error> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -131,11 +195,10 @@ where
         |e: tonic_reflection::server::Error| Error::Server(format!("gRPC reflection: {e}"));
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
-    let (draining, draining_seen) = tokio::sync::watch::channel(false);
     let reranker = RerankerServer::new(RerankService::new(
-        Arc::clone(&ready),
-        Arc::clone(&metrics),
-        draining_seen,
+        Arc::clone(ready),
+        Arc::clone(metrics),
+        draining,
     ))
     .max_decoding_message_size(config.max_message_bytes)
     .max_encoding_message_size(config.max_message_bytes);
@@ -153,87 +216,87 @@ where
             .tls_config(tls_config(files)?)
             .map_err(|e| Error::Config(format!("TLS: {e}")))?;
     }
-    let (stop_accepting, stopped_accepting) = oneshot::channel::<()>();
-    let grpc = builder
+    Ok(builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(reranker)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            let _ = stopped_accepting.await;
-        });
-    let mut grpc = tokio::spawn(grpc);
-    if preloaded.is_none() {
-        tracing::info!(%addr, tls = config.tls.is_some(), "listening; the model is loading (health: NOT_SERVING)");
-    }
+        .add_service(reranker))
+}
 
-    let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
-    let metrics_task = match metrics_listener {
-        Some(listener) => {
-            let metrics_addr = local_addr(&listener)?;
-            tracing::info!(addr = %metrics_addr, "serving Prometheus metrics at /metrics");
-            Some(tokio::spawn(serve_metrics(
-                listener,
-                Arc::clone(&metrics),
-                metrics_stopped,
-            )))
-        }
-        None => None,
-    };
+/// Hands a loaded model to the handlers; what is left is the server's to
+/// keep: the model threads (joined last) and the live-worker count.
+fn publish(
+    ready: &Ready,
+    loaded: Loaded,
+) -> (Vec<ModelThread>, tokio::sync::watch::Receiver<usize>) {
+    let Parts {
+        infer,
+        model_threads,
+        live_workers,
+    } = loaded.into_parts();
+    let _ = ready.set(infer);
+    (model_threads, live_workers)
+}
 
-    // Load, noting a shutdown signal that comes meanwhile: the load goes on
-    // to its end (a replica may be mid-forward on its thread), then the
-    // server stops without ever saying SERVING.
-    tokio::pin!(shutdown);
+/// Loads, noting a shutdown signal that comes meanwhile: the load goes on
+/// to its end (a replica may be mid-forward on its thread), and the caller
+/// stops without ever saying SERVING. The flag says whether one came.
+async fn load_noting_shutdown<L, S>(
+    load: L,
+    mut shutdown: Pin<&mut S>,
+) -> (Result<Loaded, Error>, bool)
+where
+    L: Future<Output = Result<Loaded, Error>>,
+    S: Future<Output = ()>,
+{
+    tokio::pin!(load);
     let mut shutdown_seen = false;
-    let (model_threads, mut live_workers) = match (preloaded, load) {
-        (Some(parts), _) => parts,
-        (None, load) => {
-            let load = load.expect("a model is either loaded or loading");
-            tokio::pin!(load);
-            let loaded = loop {
-                tokio::select! {
-                    loaded = &mut load => break loaded,
-                    _ = &mut shutdown, if !shutdown_seen => {
-                        shutdown_seen = true;
-                        tracing::info!("shutdown signal received while loading; stopping once loaded");
-                    }
-                }
-            };
-            match loaded {
-                Ok(loaded) => {
-                    let Parts {
-                        infer,
-                        model_threads,
-                        live_workers,
-                    } = loaded.into_parts();
-                    let _ = ready.set(infer);
-                    (model_threads, live_workers)
-                }
-                Err(error) => {
-                    let _ = stop_accepting.send(());
-                    end_health_watches(health).await;
-                    let _ = grpc.await;
-                    stop(metrics_task, stop_metrics).await;
-                    return Err(error);
-                }
-            }
-        }
-    };
-    if !shutdown_seen {
-        set_health(&health, ServingStatus::Serving).await;
-        tracing::info!(%addr, "serving rerank.v1.Reranker");
+    loop {
         tokio::select! {
-            _ = &mut shutdown => {}
-            _ = no_worker_left(&mut live_workers) => {
-                // The batcher logged why; requests now get UNAVAILABLE.
-                set_health(&health, ServingStatus::NotServing).await;
-                tracing::error!("health says NOT_SERVING: no worker is left in service");
-                shutdown.await;
+            loaded = &mut load => return (loaded, shutdown_seen),
+            _ = &mut shutdown, if !shutdown_seen => {
+                shutdown_seen = true;
+                tracing::info!("shutdown signal received while loading; stopping once loaded");
             }
         }
     }
+}
 
+/// Serves (health already says SERVING, once: a second SERVING would reach
+/// every health watcher as a change) until the shutdown signal; NOT_SERVING
+/// for good, still up, if the batcher takes every worker out of service
+/// first.
+async fn serve_until_shutdown<S>(
+    health: &tonic_health::server::HealthReporter,
+    addr: SocketAddr,
+    mut live_workers: tokio::sync::watch::Receiver<usize>,
+    shutdown: Pin<&mut S>,
+) where
+    S: Future<Output = ()>,
+{
+    tracing::info!(%addr, "serving rerank.v1.Reranker");
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut shutdown => {}
+        _ = no_worker_left(&mut live_workers) => {
+            // The batcher logged why; requests now get UNAVAILABLE.
+            set_health(health, ServingStatus::NotServing).await;
+            tracing::error!("health says NOT_SERVING: no worker is left in service");
+            shutdown.await;
+        }
+    }
+}
+
+/// NOT_SERVING, accepting for the drain delay, then no longer accepting,
+/// long-lived calls told to end, and every accepted request finished within
+/// what is left of the grace period.
+async fn drain(
+    config: &ServerConfig,
+    health: tonic_health::server::HealthReporter,
+    stop_accepting: oneshot::Sender<()>,
+    draining: tokio::sync::watch::Sender<bool>,
+    grpc: &mut tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+) -> Result<(), Error> {
     set_health(&health, ServingStatus::NotServing).await;
     tracing::info!(
         drain_delay_ms = config.drain_delay.as_millis() as u64,
@@ -249,28 +312,19 @@ where
     let _ = draining.send(true);
     end_health_watches(health).await;
     let left = config.grace_period.saturating_sub(config.drain_delay);
-    let finished = match tokio::time::timeout(left, &mut grpc).await {
+    match tokio::time::timeout(left, &mut *grpc).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => Err(Error::Server(format!("the gRPC server failed: {e}"))),
         Ok(Err(e)) => Err(Error::Server(format!("the gRPC server task failed: {e}"))),
         Err(_) => {
             grpc.abort();
-            let _ = grpc.await;
+            let _ = (&mut *grpc).await;
             Err(Error::Server(format!(
                 "the grace period ({} s) ended with requests unfinished; they were dropped",
                 config.grace_period.as_secs_f64()
             )))
         }
-    };
-    stop(metrics_task, stop_metrics).await;
-    // Every handler, and with them every ModelClient, is gone once `ready`
-    // is (the metrics hold it weakly): the model threads finish their last
-    // job and end.
-    drop(ready);
-    tokio::task::spawn_blocking(move || drop(model_threads))
-        .await
-        .map_err(|e| Error::Server(format!("joining the model threads failed: {e}")))?;
-    finished
+    }
 }
 
 /// Resolves once the batcher has no worker in service; never, if the
@@ -344,10 +398,35 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, stop: onesh
     }
 }
 
-async fn stop(task: Option<tokio::task::JoinHandle<()>>, stop: oneshot::Sender<()>) {
-    let _ = stop.send(());
-    if let Some(task) = task {
-        // Scrapers hold keep-alive connections; do not wait on them long.
-        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+/// The Prometheus endpoint's task, when `--metrics-addr` is set.
+struct MetricsTask {
+    task: Option<tokio::task::JoinHandle<()>>,
+    stop: oneshot::Sender<()>,
+}
+
+impl MetricsTask {
+    fn start(listener: Option<TcpListener>, metrics: &Arc<Metrics>) -> Result<Self, Error> {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = match listener {
+            Some(listener) => {
+                let addr = local_addr(&listener)?;
+                tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+                Some(tokio::spawn(serve_metrics(
+                    listener,
+                    Arc::clone(metrics),
+                    stopped,
+                )))
+            }
+            None => None,
+        };
+        Ok(MetricsTask { task, stop })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Some(task) = self.task {
+            // Scrapers hold keep-alive connections; do not wait on them long.
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
     }
 }
