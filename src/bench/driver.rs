@@ -163,7 +163,7 @@ fn answered(response: pb::RerankResponse) -> Answered {
     }
 }
 
-pub use crate::metrics::code_name;
+pub use rerankd_api::code_name;
 
 /// ModelInfo, with the control timeout.
 pub async fn model_info(client: &mut Client) -> Result<pb::ModelInfoResponse, tonic::Status> {
