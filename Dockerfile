@@ -65,6 +65,9 @@ RUN bash scripts/setup-models.sh
 
 # 3. The binary. Cache mounts keep crates.io downloads and incremental build
 #    output between builds; the binary is copied out within the same RUN.
+#    `COPY . .` must bring crates/ too: Cargo.toml is a workspace whose
+#    members cargo loads even for --bin rerankd, and crates/rerankd-api's
+#    build.rs compiles proto/ into the gRPC code the server serves.
 COPY . .
 RUN --mount=type=cache,id=rerankd-cargo-registry,target=/usr/local/cargo/registry \
     --mount=type=cache,id=rerankd-target,target=/src/target \

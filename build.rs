@@ -1,5 +1,5 @@
-//! Build script: compiles the public protos with protox (no system `protoc`)
-//! and tonic-prost-build, and makes the binary find libtorch at run time.
+//! Build script: makes the binary find libtorch at run time (the protos are
+//! compiled by crates/rerankd-api's build script).
 //!
 //! It must never download anything: libtorch comes from the project's
 //! virtualenv (see scripts/setup-venv.sh) through torch-sys.
@@ -7,26 +7,8 @@
 use std::env;
 use std::path::PathBuf;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    compile_protos()?;
+fn main() {
     link_libtorch();
-    Ok(())
-}
-
-fn compile_protos() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/rerank/v1/rerank.proto"];
-    for proto in protos {
-        println!("cargo:rerun-if-changed={proto}");
-    }
-    let file_descriptors = protox::compile(protos, ["proto"])?;
-    // Kept for gRPC reflection; `compile_fds` does not write it itself.
-    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    std::fs::write(
-        out_dir.join("rerank_descriptor.bin"),
-        prost::Message::encode_to_vec(&file_descriptors),
-    )?;
-    tonic_prost_build::configure().compile_fds(file_descriptors)?;
-    Ok(())
 }
 
 /// torch-sys links libtorch but gives the final binary no rpath, and rustc's

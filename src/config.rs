@@ -1,19 +1,22 @@
 //! Command-line flags (every one also an environment variable) and the typed
 //! configs they become.
 //!
-//! Owns: flag names, help texts, and the device-dependent defaults. Every
-//! other default lives once, in the `Default` of the config that takes it
-//! (`InferConfig`, the batcher's `BatcherConfig` and `ControllerConfig`,
-//! `ServerConfig`), and the flags read theirs from there; the configs built
-//! here are the ones the layers take, not repacked on the way. Must never:
-//! act on a flag (no loading, binding or logging here); the rest of the
-//! crate sees only the typed configs.
+//! Owns: flag names, help texts, and the device-dependent defaults (the
+//! bench's flags are the `rerankd-bench` crate's; `bench` only wraps them).
+//! Every other default lives once, in the `Default` of the config that
+//! takes it (`InferConfig`, the batcher's `BatcherConfig` and
+//! `ControllerConfig`, `ServerConfig`), and the flags read theirs from
+//! there; the configs built here are the ones the layers take, not
+//! repacked on the way. Must never: act on a flag (no loading, binding or
+//! logging here); the rest of the crate sees only the typed configs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use rerankd_bench::BenchArgs;
 
 use crate::batcher::controller::ControllerConfig;
 use crate::batcher::scheduler::BatcherConfig;
@@ -33,6 +36,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Drive a running rerankd with concurrent clients and report
     /// throughput, latency and what its batcher did (table, JSON, SVG plot).
+    // The same as the `rerankd-bench` binary: that crate owns the flags.
     Bench(BenchArgs),
 }
 
@@ -230,98 +234,6 @@ pub struct ServeArgs {
     /// Log format on stderr: human or json (one object a line).
     #[arg(long, env = "RERANKD_LOG_FORMAT", default_value = "human")]
     pub log_format: LogFormat,
-}
-
-/// `rerankd bench`: a closed-loop load generator against a running server.
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    /// Address of the running server (http://HOST:PORT; plaintext).
-    #[arg(
-        long,
-        env = "RERANKD_BENCH_ADDR",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub addr: String,
-
-    /// Concurrent clients, each on its own connection, each sending its next
-    /// request as soon as the last one is answered.
-    #[arg(long, env = "RERANKD_BENCH_CLIENTS", default_value_t = 16, value_parser = at_least_one)]
-    pub clients: usize,
-
-    /// Documents per request.
-    #[arg(long, env = "RERANKD_BENCH_DOCUMENTS", default_value_t = 32, value_parser = at_least_one)]
-    pub documents: usize,
-
-    /// Document lengths in words: fixed (all --words), uniform (8 to 2 ×
-    /// --words) or long-tail (mostly short, median about 40 words, a tail up
-    /// to about 400, capped so that a pair fits the server's window).
-    #[arg(long, env = "RERANKD_BENCH_LENGTHS", default_value = "fixed")]
-    pub lengths: BenchLengths,
-
-    /// Words per document for --lengths fixed and uniform.
-    #[arg(long, env = "RERANKD_BENCH_WORDS", default_value_t = 64, value_parser = at_least_one)]
-    pub words: usize,
-
-    /// Seconds to measure for (ignored when --requests is given).
-    #[arg(long, env = "RERANKD_BENCH_DURATION", default_value_t = 30.0, value_parser = parse_seconds)]
-    pub duration: f64,
-
-    /// Stop after this many measured requests in all (overrides --duration).
-    #[arg(long, env = "RERANKD_BENCH_REQUESTS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub requests: Option<u64>,
-
-    /// Seconds of load before measuring starts (not measured).
-    #[arg(long, env = "RERANKD_BENCH_WARMUP", default_value_t = 2.0, value_parser = parse_seconds)]
-    pub warmup: f64,
-
-    /// Seed of the workload: the same seed sends the same requests.
-    #[arg(long, env = "RERANKD_BENCH_SEED", default_value_t = 42)]
-    pub seed: u64,
-
-    /// gRPC deadline of each request, in seconds: a request not answered
-    /// by then fails (counted by its code) and the server drops its work.
-    #[arg(long, env = "RERANKD_BENCH_DEADLINE", default_value_t = 30.0, value_parser = parse_positive_seconds)]
-    pub deadline: f64,
-
-    /// Where to write the summary, the configuration and the time series.
-    #[arg(long, env = "RERANKD_BENCH_JSON", default_value = "bench.json")]
-    pub json: PathBuf,
-
-    /// Where to write the SVG plot of the time series.
-    #[arg(long, env = "RERANKD_BENCH_PLOT", default_value = "bench.svg")]
-    pub plot: PathBuf,
-
-    /// How often the server's Stats are sampled, in milliseconds.
-    #[arg(long, env = "RERANKD_BENCH_SAMPLE_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
-    pub sample_ms: u64,
-
-    /// Do not print the progress line on stderr.
-    #[arg(long, env = "RERANKD_BENCH_NO_PROGRESS")]
-    pub no_progress: bool,
-}
-
-/// `--lengths`: how document lengths are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BenchLengths {
-    Fixed,
-    Uniform,
-    LongTail,
-}
-
-fn at_least_one(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!(
-            "expected a whole number of 1 or more, got {value:?}"
-        )),
-    }
-}
-
-fn parse_positive_seconds(value: &str) -> Result<f64, String> {
-    match parse_seconds(value) {
-        Ok(seconds) if seconds > 0.0 => Ok(seconds),
-        _ => Err(format!("expected seconds (more than 0), got {value:?}")),
-    }
 }
 
 /// How logs are written.
@@ -601,22 +513,14 @@ mod tests {
     }
 
     #[test]
-    fn bench_flags_parse_with_defaults_and_refuse_zero_clients() {
-        let cli = Cli::try_parse_from(["rerankd", "bench", "--lengths", "long-tail"]).unwrap();
+    fn bench_is_a_subcommand_with_the_bench_crates_flags() {
+        let cli =
+            Cli::try_parse_from(["rerankd", "bench", "--clients", "4", "--no-progress"]).unwrap();
         let Command::Bench(args) = cli.command else {
             panic!("parsed as another command")
         };
-        assert_eq!(args.addr, "http://127.0.0.1:50051");
-        assert_eq!((args.clients, args.documents, args.words), (16, 32, 64));
-        assert_eq!(args.lengths, BenchLengths::LongTail);
-        assert_eq!(
-            (args.duration, args.warmup, args.requests),
-            (30.0, 2.0, None)
-        );
-        assert_eq!(args.json, PathBuf::from("bench.json"));
-        assert!(!args.no_progress);
-        let refused = Cli::try_parse_from(["rerankd", "bench", "--clients", "0"]);
-        assert!(refused.is_err());
+        assert_eq!((args.clients, args.no_progress), (4, true));
+        assert!(Cli::try_parse_from(["rerankd", "bench", "--clients", "0"]).is_err());
     }
 
     #[test]

@@ -16,15 +16,16 @@
 //! - [`gpu`]: the `MemoryProbe` seam and its NVML implementation.
 //! - [`model`]: the model directory, precision, padded batches, the `Scorer`
 //!   seam and its libtorch implementation.
-//! - [`bench`]: `rerankd bench`, a load generator that drives a running
-//!   server over gRPC and reports throughput, latency and the batcher's
-//!   behaviour (a client only: it never loads a model).
+//!
+//! Beside it in the workspace: `rerankd-api` (the generated gRPC code, which
+//! [`grpc::pb`] re-exports) and `rerankd-bench` (the load generator behind
+//! `rerankd bench`, a client that builds without libtorch; only `main.rs`
+//! and `config` name it).
 //!
 //! See ARCHITECTURE.md for the invariants that hold these together.
 
 pub mod aggregate;
 pub mod batcher;
-pub mod bench;
 pub mod config;
 pub mod error;
 pub mod gpu;

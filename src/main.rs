@@ -1,6 +1,7 @@
 //! The `rerankd` binary: parse flags; `serve`: set up logging (human or
 //! JSON), bind the ports, serve until SIGTERM or Ctrl-C, drain, exit;
-//! `bench`: run the load generator against a running server. Must never: hold
+//! `bench`: run the load generator (`rerankd_bench::run`, as the
+//! `rerankd-bench` binary does) against a running server. Must never: hold
 //! logic that tests cannot reach (all of it lives in the library;
 //! `server::load` and `serving::serve` are what tests call too).
 
@@ -11,7 +12,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 
 use rerankd::config::{Cli, Command, LogFormat, ServeArgs};
-use rerankd::{bench, server, serving};
+use rerankd::{server, serving};
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -36,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Bench(args) => {
-            bench::run(args).await?;
+            rerankd_bench::run(args).await?;
             Ok(())
         }
     }

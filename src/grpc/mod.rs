@@ -12,11 +12,6 @@ pub mod service;
 pub mod stream;
 pub mod trace;
 
-/// Generated from `proto/rerank/v1/rerank.proto`.
-#[allow(clippy::all)]
-pub mod pb {
-    tonic::include_proto!("rerank.v1");
-
-    /// The file descriptor set, for reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rerank_descriptor");
-}
+/// Generated from `proto/rerank/v1/rerank.proto`, in the API crate that
+/// the bench shares.
+pub use rerankd_api::pb;

@@ -1,7 +1,11 @@
 //! The import direction ARCHITECTURE.md states, checked on the sources:
 //! grpc -> infer -> batcher -> worker -> model / gpu, and tokenize and
 //! aggregate below infer. A `use` (or path) that runs back up fails here,
-//! naming the file and line.
+//! naming the file and line. Across the workspace's crates: only
+//! `main.rs` and `config` name the bench crate, and neither the bench nor
+//! the API crate declares a dependency on the server or libtorch
+//! (scripts/test.sh also checks their whole dependency tree and builds the
+//! bench without the venv).
 
 use std::path::{Path, PathBuf};
 
@@ -90,4 +94,76 @@ fn the_check_catches_an_upward_path() {
     assert_eq!(crate_paths("    // see crate::grpc"), Vec::<String>::new());
     assert!(rank("batcher").unwrap() < rank("worker").unwrap());
     assert_eq!(rank("config"), None);
+}
+
+/// The files of `src/` that may name the bench crate: the binary that runs
+/// it and the flags that wrap its own.
+const BENCH_USERS: &[&str] = &["main.rs", "config.rs"];
+
+#[test]
+fn only_main_and_config_name_the_bench_crate() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut users = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).unwrap().display().to_string();
+        let text = std::fs::read_to_string(file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("rerankd_bench") && !BENCH_USERS.contains(&relative.as_str()) {
+                users.push(format!("{relative}:{}", number + 1));
+            }
+        }
+    }
+    assert!(
+        users.is_empty(),
+        "only {BENCH_USERS:?} may name rerankd_bench:\n{}",
+        users.join("\n")
+    );
+    // The check sees what it should: main.rs does run the bench crate.
+    let main = std::fs::read_to_string(src.join("main.rs")).unwrap();
+    assert!(main.contains("rerankd_bench::run"));
+}
+
+/// The dependency names a Cargo.toml declares, in every `*dependencies`
+/// table (dev and build included).
+fn declared_dependencies(manifest: &str) -> Vec<String> {
+    let mut in_dependencies = false;
+    let mut names = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_dependencies = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .ends_with("dependencies");
+        } else if in_dependencies && !line.starts_with('#') {
+            if let Some((name, _)) = line.split_once('=') {
+                names.push(name.trim().to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_bench_and_api_crates_never_depend_on_the_server_or_libtorch() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for krate in ["rerankd-api", "rerankd-bench"] {
+        let manifest =
+            std::fs::read_to_string(root.join("crates").join(krate).join("Cargo.toml")).unwrap();
+        let declared = declared_dependencies(&manifest);
+        assert!(
+            declared.contains(&"tonic".to_string()),
+            "{krate}: {declared:?}"
+        );
+        for forbidden in ["rerankd", "tch", "torch-sys"] {
+            assert!(
+                !declared.iter().any(|name| name == forbidden),
+                "{krate} depends on {forbidden}: {declared:?}"
+            );
+        }
+    }
+    // The parser sees what it should: the server's own manifest declares tch.
+    let server = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(declared_dependencies(&server).contains(&"tch".to_string()));
 }

@@ -18,10 +18,11 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tonic::transport::{Channel, Endpoint};
 
-use super::report::{self, Answered, DeviceSample, Sample, Tally};
-use super::workload::{RequestText, Workload};
-use crate::grpc::pb;
-use crate::grpc::pb::reranker_client::RerankerClient;
+use rerankd_api::pb;
+use rerankd_api::pb::reranker_client::RerankerClient;
+
+use crate::report::{self, Answered, DeviceSample, Sample, Tally};
+use crate::workload::{RequestText, Workload};
 
 pub type Client = RerankerClient<Channel>;
 
@@ -163,7 +164,7 @@ fn answered(response: pb::RerankResponse) -> Answered {
     }
 }
 
-pub use crate::metrics::code_name;
+pub use rerankd_api::code_name;
 
 /// ModelInfo, with the control timeout.
 pub async fn model_info(client: &mut Client) -> Result<pb::ModelInfoResponse, tonic::Status> {

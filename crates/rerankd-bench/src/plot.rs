@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{DevicePoint, SeriesPoint};
+use crate::report::{DevicePoint, SeriesPoint};
 
 /// The plot area's left edge; y tick labels and the axis label sit left of
 /// it.
@@ -491,7 +491,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::report::DeviceSample;
+    use crate::report::DeviceSample;
 
     fn point(t_secs: f64, memory_known: bool, pairs_per_batch: Option<f64>) -> SeriesPoint {
         SeriesPoint {

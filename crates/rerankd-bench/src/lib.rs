@@ -1,6 +1,15 @@
-//! `rerankd bench`: a closed-loop load generator that drives a running
+//! rerankd-bench: a closed-loop load generator that drives a running
 //! rerankd over gRPC and reports what it measured, so that users can size
-//! the server on their own hardware.
+//! the server on their own hardware. It runs as the `rerankd-bench` binary
+//! (which builds without libtorch) and as the server binary's `rerankd
+//! bench`, which calls [`run`] with the same [`BenchArgs`].
+//!
+//! # Layout
+//! - [`args`]: the flags, [`BenchArgs`].
+//! - [`workload`]: request `k` of a seeded run (texts only).
+//! - [`driver`]: connections, the closed-loop clients, the Stats sampler.
+//! - [`report`]: the tally, summary, table and JSON document.
+//! - [`plot`]: the SVG plot of the time series.
 //!
 //! A run: ModelInfo (what is served, and the window the long-tail lengths
 //! are capped to); one connection per client; `--warmup` seconds of load,
@@ -10,10 +19,12 @@
 //! Requests that fail are counted by gRPC code, not fatal; a run in which
 //! none succeeded, or a server that cannot be reached, is an error.
 //!
-//! Owns: the order of a run and what it prints. Must never: load a model or
-//! link the server's internals beyond the generated gRPC client (it is a
-//! client like any other, and measures the server through its public API).
+//! Owns: the order of a run and what it prints. Must never: depend on the
+//! `rerankd` crate or on libtorch (tch, torch-sys), load a model, or know
+//! the server beyond the generated gRPC client of `rerankd-api`: it is a
+//! client like any other, and measures the server through its public API.
 
+pub mod args;
 pub mod driver;
 pub mod plot;
 pub mod report;
@@ -25,8 +36,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::config::{BenchArgs, BenchLengths};
-use crate::grpc::pb;
+use rerankd_api::pb;
+
+pub use args::{BenchArgs, BenchLengths};
 use driver::{Client, Phase, SharedTally, Stop};
 use report::{RunConfig, Sample, ServedModel, Summary, Tally};
 use workload::{Lengths, Workload};
