@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Runs the side-by-side comparison that scripts/bench-compare.sh sets up, and prints one table.
+"""Runs the side-by-side comparison that scripts/bench/compare.sh sets up, and prints one table.
 
-Not meant to be run by hand: scripts/bench-compare.sh prepares the venvs, the model, the workload
+Not meant to be run by hand: scripts/bench/compare.sh prepares the venvs, the model, the workload
 and the ONNX export, then calls this with their paths in BENCH_* environment variables (a path that
 could not be made comes with BENCH_*_ERROR instead, and the contenders that need it are reported
 as not run, with that reason). Knobs are the RERANKD_BENCH_* variables documented in
-scripts/bench-compare.sh.
+scripts/bench/compare.sh.
 
 Each contender ("unit") runs for a fixed amount of work per round; rounds are interleaved
 (A B C ... A B C ...), and the best round per contender is kept (its pairs/s and latencies); the

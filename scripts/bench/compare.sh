@@ -24,7 +24,7 @@
 # Nothing is written into the repository. A contender that cannot be installed or run gets a
 # line that says why, and the run goes on.
 #
-# Usage: scripts/bench-compare.sh
+# Usage: scripts/bench/compare.sh
 #
 # Environment (all optional):
 #   RERANKD_BENCH_OUT           results folder (default /tmp/rerankd-bench-results)
@@ -62,7 +62,7 @@
 # The comparison itself takes about 20-25 min on 2 cores with the defaults.
 # The machine should be otherwise idle: the table shows the load average at start and end.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 T0=$SECONDS
 export RERANKD_BENCH_CACHE="${RERANKD_BENCH_CACHE:-${RERANKD_CACHE:-$HOME/.cache/rerankd}/bench}"
