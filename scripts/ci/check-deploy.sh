@@ -30,7 +30,7 @@
 # Tools are cached under ${RERANKD_CACHE:-~/.cache/rerankd}/deploy-check/,
 # keyed by version, so a second run installs nothing (a few seconds).
 #
-# Usage: scripts/check-deploy.sh [--self-test] [ROOT]
+# Usage: scripts/ci/check-deploy.sh [--self-test] [ROOT]
 #   ROOT         a tree holding Dockerfile, docker-compose.yml and deploy/
 #                (default: this repository)
 #   --self-test  also checks deliberately broken copies (typo'd keys, a wrong
@@ -55,7 +55,7 @@ for arg in "$@"; do
     *) ROOT="$arg" ;;
   esac
 done
-ROOT="$(cd "${ROOT:-$HERE/..}" && pwd)"
+ROOT="$(cd "${ROOT:-$HERE/../..}" && pwd)"
 
 # Validator versions: the cache key. ENVOY_VERSION must be the version of the
 # envoyproxy/envoy image in docker-compose.yml (a cross-check enforces it).
@@ -471,7 +471,7 @@ envoy_svc = svc_def.get("envoy", {})
 m = re.fullmatch(r"envoyproxy/envoy:v?(\d+\.\d+)\.\d+.*", envoy_svc.get("image", ""))
 check(m and envoy_version.startswith(m.group(1) + "."),
       f"compose: Envoy image {envoy_svc.get('image')} is not the validated Envoy {envoy_version} "
-      "(keep ENVOY_VERSION in scripts/check-deploy.sh and the image in step)")
+      "(keep ENVOY_VERSION in scripts/ci/check-deploy.sh and the image in step)")
 published = {int(p.get("target")) for p in envoy_svc.get("ports", []) if p.get("published")}
 check({ENVOY_PORT, ENVOY_ADMIN_PORT} <= published, f"compose: Envoy publishes {sorted(published)}, not {ENVOY_PORT} and {ENVOY_ADMIN_PORT}")
 mounts = {v.get("target"): v.get("source", "") for v in envoy_svc.get("volumes", [])}
