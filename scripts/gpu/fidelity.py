@@ -33,8 +33,8 @@ MIN_TOP1_AGREEMENT = 0.95
 
 
 def groups(extra_queries, golden_only=False):
-    from export_model import GOLDEN_GROUPS  # the exporter's golden set (English, varied lengths)
     from make_test_tokenizer import CORPUS
+    from rerankd_export.golden_set import GOLDEN_GROUPS  # the exporter's golden set (English, varied lengths)
 
     out = [(f"golden {i}", g["query"], list(g["documents"])) for i, g in enumerate(GOLDEN_GROUPS)]
     if golden_only:

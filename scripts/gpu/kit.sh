@@ -46,13 +46,14 @@ cargo build --release --bin rerankd >&2
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/rerankd"
 
 rm -rf "$KIT"
-mkdir -p "$KIT/scripts/gpu" "$KIT/scripts/export/configs"
+mkdir -p "$KIT/scripts/gpu" "$KIT/scripts/export/rerankd_export" "$KIT/scripts/export/configs"
 strip -o "$KIT/rerankd" "$BIN"
 cp scripts/gpu/check.sh "$KIT/check.sh"
 cp scripts/gpu/rpc.py scripts/gpu/reference.py scripts/gpu/squeeze.py scripts/gpu/fidelity.py \
   scripts/gpu/devinfo.py scripts/gpu/summarize.py scripts/gpu/rank_stats.py "$KIT/scripts/gpu/"
 # The exporter as it lies in the repository (its .py files and configs; no __pycache__).
 cp scripts/export/export_model.py scripts/export/make_test_tokenizer.py "$KIT/scripts/export/"
+cp scripts/export/rerankd_export/*.py "$KIT/scripts/export/rerankd_export/"
 cp scripts/export/configs/*.json "$KIT/scripts/export/configs/"
 chmod +x "$KIT/check.sh" "$KIT/rerankd"
 "$PY" scripts/gpu/kit_minilm.py "$KIT/minilm" >&2
