@@ -14,6 +14,7 @@ export RERANKD_TEST_MODELS
 echo "test models: $RERANKD_TEST_MODELS" >&2
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
+bash scripts/ci/install-tools.sh deploy >/dev/null
 bash scripts/ci/check-deploy.sh
 cargo test --release
 # The device kit (docs/gpu-kit.md) as it would be carried: kit.sh, then check.sh --cpu from a copy.
