@@ -23,6 +23,7 @@ Usage: python rerank_client.py --addr 127.0.0.1:50051 [--timeout 10]
 """
 
 import argparse
+import itertools
 import os
 import sys
 
@@ -69,7 +70,7 @@ def check_ranking(response, documents, what):
     )
     scores = [r.score for r in results]
     check(
-        all(a >= b for a, b in zip(scores, scores[1:])),
+        all(a >= b for a, b in itertools.pairwise(scores)),
         f"{what}: scores {scores} are not sorted best first",
     )
 

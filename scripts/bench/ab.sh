@@ -17,8 +17,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 A="${1-}" B="${2-}"
 BIN="${RERANKD_BENCH_BIN:-$ROOT/target/release/rerankd}"
-[[ -x "$BIN" ]] || (source scripts/env.sh && cargo build --release --bin rerankd)
 PROJECT_VENV="${RERANKD_VENV:-$(bash scripts/setup-venv.sh | tail -n 1)}"
+[[ -x "$BIN" ]] || (source scripts/env.sh && cargo build --release --bin rerankd)
 MODEL="$(bash scripts/bench/make-model.sh "$PROJECT_VENV" | tail -n 1)/ts"
 OUT="${RERANKD_BENCH_OUT:-/tmp/rerankd-bench-results}/ab"
 rm -rf "$OUT" && mkdir -p "$OUT"

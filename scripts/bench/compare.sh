@@ -112,7 +112,8 @@ else
   if (source scripts/env.sh && cargo build --release --bin rerankd >"$OUT/cargo-build.log" 2>&1); then
     export BENCH_BIN="$ROOT/target/release/rerankd"
   else
-    export BENCH_BIN_ERROR="cargo build failed: $(tail -n 1 "$OUT/cargo-build.log")"
+    BENCH_BIN_ERROR="cargo build failed: $(tail -n 1 "$OUT/cargo-build.log")"
+    export BENCH_BIN_ERROR
     say "  $BENCH_BIN_ERROR"
   fi
 fi
@@ -131,7 +132,8 @@ if MODELS="$(RERANKD_VENV="$PROJECT_VENV" bash scripts/setup-models.sh 2>"$OUT/s
   [[ -f "$MODELS/minilm-pair/model.pt" ]]; then
   export BENCH_FIDELITY_MODEL="$MODELS/minilm-pair"
 else
-  export BENCH_FIDELITY_ERROR="scripts/setup-models.sh failed: $(tail -n 1 "$OUT/setup-models.err")"
+  BENCH_FIDELITY_ERROR="scripts/setup-models.sh failed: $(tail -n 1 "$OUT/setup-models.err")"
+  export BENCH_FIDELITY_ERROR
 fi
 
 if [[ -n "${BENCH_INFINITY_PY:-}" ]]; then
@@ -145,9 +147,11 @@ if [[ -n "${BENCH_INFINITY_PY:-}" ]]; then
     fi
   fi
   if [[ -f "$ONNX_DIR/export.json" ]]; then
-    export BENCH_ONNX_DIR="$ONNX_DIR" BENCH_ONNX_METHOD="$(cat "$ONNX_DIR/export.json")"
+    BENCH_ONNX_METHOD="$(cat "$ONNX_DIR/export.json")"
+    export BENCH_ONNX_DIR="$ONNX_DIR" BENCH_ONNX_METHOD
   else
-    export BENCH_ONNX_ERROR="ONNX export failed: $(cat "$ONNX_DIR.failed" 2>/dev/null)"
+    BENCH_ONNX_ERROR="ONNX export failed: $(cat "$ONNX_DIR.failed" 2>/dev/null || true)"
+    export BENCH_ONNX_ERROR
   fi
 else
   export BENCH_ONNX_ERROR="needs the Infinity venv (${BENCH_INFINITY_ERROR:-})"

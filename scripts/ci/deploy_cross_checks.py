@@ -115,12 +115,14 @@ for w, r in final["instrs"]:
             env[k] = v.strip('"')
 exposed = {int(p.split("/")[0]) for w, r in final["instrs"] if w == "EXPOSE" for p in r.split()}
 check({GRPC_PORT, METRICS_PORT} <= exposed, f"Dockerfile: EXPOSE {sorted(exposed)} lacks {GRPC_PORT} or {METRICS_PORT}")
-check(port_of(env.get("RERANKD_ADDR")) == GRPC_PORT, f"Dockerfile: RERANKD_ADDR={env.get('RERANKD_ADDR')} is not port {GRPC_PORT}")
+check(port_of(env.get("RERANKD_ADDR")) == GRPC_PORT,
+      f"Dockerfile: RERANKD_ADDR={env.get('RERANKD_ADDR')} is not port {GRPC_PORT}")
 check(port_of(env.get("RERANKD_METRICS_ADDR")) == METRICS_PORT,
       f"Dockerfile: RERANKD_METRICS_ADDR={env.get('RERANKD_METRICS_ADDR')} is not port {METRICS_PORT}")
 check(env.get("RERANKD_MODEL"), "Dockerfile: no default RERANKD_MODEL")
 users = [r for w, r in final["instrs"] if w == "USER"]
-check(users and users[-1].split(":")[0] not in ("root", "0"), f"Dockerfile: runtime user is {users[-1] if users else 'root (no USER)'}")
+check(users and users[-1].split(":")[0] not in ("root", "0"),
+      f"Dockerfile: runtime user is {users[-1] if users else 'root (no USER)'}")
 entry = [r for w, r in final["instrs"] if w == "ENTRYPOINT"]
 try:
     entry_argv = json.loads(entry[-1]) if entry else []
@@ -159,7 +161,8 @@ replica_names = sorted(n for n in svc_gpu if n in CPU_REPLICAS | GPU_REPLICAS)
 for name in replica_names:
     s = svc_gpu[name]
     e = s.get("environment") or {}
-    check(s.get("build", {}).get("context") and os.path.basename(s["build"].get("dockerfile", "Dockerfile")) == "Dockerfile",
+    dockerfile = os.path.basename(s.get("build", {}).get("dockerfile", "Dockerfile"))
+    check(s.get("build", {}).get("context") and dockerfile == "Dockerfile",
           f"compose: {name} is not built from the Dockerfile")
     addr = e.get("RERANKD_ADDR", env.get("RERANKD_ADDR"))
     maddr = e.get("RERANKD_METRICS_ADDR", env.get("RERANKD_METRICS_ADDR"))
@@ -169,7 +172,8 @@ for name in replica_names:
     drain = float(e.get("RERANKD_DRAIN_DELAY_SECS", IMAGE_DRAIN))
     check(drain <= grace, f"compose: {name} drain delay {drain}s > grace period {grace}s")
     sgp = seconds(s.get("stop_grace_period", "10s"))
-    check(sgp >= grace + 5, f"compose: {name} stop_grace_period {sgp:g}s is shorter than the grace period {grace:g}s + 5 s margin")
+    check(sgp >= grace + 5,
+          f"compose: {name} stop_grace_period {sgp:g}s is shorter than the grace period {grace:g}s + 5 s margin")
     cmd = s.get("command") or []
     cmd_s = " ".join(cmd) if isinstance(cmd, list) else str(cmd)
     devices_flag = re.search(r"--devices?[ =](\S+)", cmd_s)
@@ -190,7 +194,8 @@ check(m and envoy_version.startswith(m.group(1) + "."),
       f"compose: Envoy image {envoy_svc.get('image')} is not the validated Envoy {envoy_version} "
       "(keep ENVOY_VERSION in scripts/ci/install-tools.sh and the image in step)")
 published = {int(p.get("target")) for p in envoy_svc.get("ports", []) if p.get("published")}
-check({ENVOY_PORT, ENVOY_ADMIN_PORT} <= published, f"compose: Envoy publishes {sorted(published)}, not {ENVOY_PORT} and {ENVOY_ADMIN_PORT}")
+check({ENVOY_PORT, ENVOY_ADMIN_PORT} <= published,
+      f"compose: Envoy publishes {sorted(published)}, not {ENVOY_PORT} and {ENVOY_ADMIN_PORT}")
 mounts = {v.get("target"): v.get("source", "") for v in envoy_svc.get("volumes", [])}
 envoy_cfg_target = next((t for t, src in mounts.items() if src.endswith("deploy/envoy/envoy.yaml")), None)
 check(envoy_cfg_target, "compose: deploy/envoy/envoy.yaml is not mounted into envoy")
@@ -217,7 +222,8 @@ for lst in sr.get("listeners", []):
             if "HttpConnectionManager" not in tc.get("@type", ""):
                 continue
             if lst["address"]["socket_address"]["port_value"] == ENVOY_PORT:
-                check(tc.get("codec_type") in ("HTTP2", "AUTO"), f"envoy: listener {ENVOY_PORT} codec {tc.get('codec_type')} does not take h2c")
+                check(tc.get("codec_type") in ("HTTP2", "AUTO"),
+                      f"envoy: listener {ENVOY_PORT} codec {tc.get('codec_type')} does not take h2c")
             for vh in (tc.get("route_config") or {}).get("virtual_hosts", []):
                 for r in vh.get("routes", []):
                     c = (r.get("route") or {}).get("cluster")
@@ -231,18 +237,22 @@ for cname in routed:
     if not check(c, f"envoy: route to unknown cluster {cname}"):
         continue
     check(c.get("lb_policy", "ROUND_ROBIN") == "ROUND_ROBIN", f"envoy: cluster {cname} lb_policy {c.get('lb_policy')}")
-    po = (c.get("typed_extension_protocol_options") or {}).get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions") or {}
-    check("http2_protocol_options" in (po.get("explicit_http_config") or {}), f"envoy: cluster {cname} does not speak HTTP/2 upstream")
+    protocol_options = c.get("typed_extension_protocol_options") or {}
+    po = protocol_options.get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions") or {}
+    check("http2_protocol_options" in (po.get("explicit_http_config") or {}),
+          f"envoy: cluster {cname} does not speak HTTP/2 upstream")
     hcs = [h.get("grpc_health_check") for h in c.get("health_checks", []) if "grpc_health_check" in h]
     check(hcs, f"envoy: cluster {cname} has no gRPC health check")
     for hc in hcs:
-        check((hc or {}).get("service_name") == HEALTH_SERVICE,
-              f"envoy: cluster {cname} health-checks service {(hc or {}).get('service_name')!r}, not {HEALTH_SERVICE!r}")
+        checked = (hc or {}).get("service_name")
+        check(checked == HEALTH_SERVICE,
+              f"envoy: cluster {cname} health-checks service {checked!r}, not {HEALTH_SERVICE!r}")
     for group in (c.get("load_assignment") or {}).get("endpoints", []):
         for ep in group.get("lb_endpoints", []):
             sa = ep["endpoint"]["address"]["socket_address"]
             upstream_hosts.add(sa["address"])
-            check(sa.get("port_value") == GRPC_PORT, f"envoy: upstream {sa['address']}:{sa.get('port_value')} is not port {GRPC_PORT}")
+            check(sa.get("port_value") == GRPC_PORT,
+                  f"envoy: upstream {sa['address']}:{sa.get('port_value')} is not port {GRPC_PORT}")
 check(upstream_hosts == set(replica_names),
       f"envoy: upstream hosts {sorted(upstream_hosts)} != compose replicas {replica_names}")
 
@@ -257,8 +267,8 @@ for job in pm.get("scrape_configs", []):
     for dc in job.get("dns_sd_configs", []):
         t.update(f"{n}:{dc.get('port')}" for n in dc.get("names", []))
 want = {f"{n}:{METRICS_PORT}" for n in replica_names}
-check(want <= targets.get("/metrics", set()),
-      f"prometheus: /metrics targets {sorted(targets.get('/metrics', []))} miss {sorted(want - targets.get('/metrics', set()))}")
+scraped = targets.get("/metrics", set())
+check(want <= scraped, f"prometheus: /metrics targets {sorted(scraped)} miss {sorted(want - scraped)}")
 check(f"envoy:{ENVOY_ADMIN_PORT}" in targets.get("/stats/prometheus", set()),
       f"prometheus: Envoy's /stats/prometheus on envoy:{ENVOY_ADMIN_PORT} is not scraped")
 for name in replica_names:
@@ -274,7 +284,8 @@ for fn in sorted(os.listdir(os.path.join(root, "deploy/k8s"))):
         with open(os.path.join(root, "deploy/k8s", fn)) as f:
             docs += [(fn, d) for d in yaml.safe_load_all(f) if d]
 for fn, d in docs:
-    check(d.get("apiVersion") and d.get("kind") and (d.get("metadata") or {}).get("name"), f"k8s {fn}: apiVersion/kind/metadata.name missing")
+    check(d.get("apiVersion") and d.get("kind") and (d.get("metadata") or {}).get("name"),
+          f"k8s {fn}: apiVersion/kind/metadata.name missing")
 deps = [d for _, d in docs if d.get("kind") == "Deployment"]
 svcs = [d for _, d in docs if d.get("kind") == "Service"]
 if check(len(deps) == 1, f"k8s: {len(deps)} Deployments, want 1"):
@@ -289,14 +300,18 @@ if check(len(deps) == 1, f"k8s: {len(deps)} Deployments, want 1"):
     ctr = next((c for c in pod["containers"] if "rerankd" in c.get("name", "")), pod["containers"][0])
     ports = {p.get("name"): p["containerPort"] for p in ctr.get("ports", [])}
     check(ports.get("grpc") == GRPC_PORT, f"k8s: container port grpc = {ports.get('grpc')}, want {GRPC_PORT}")
-    check(ports.get("metrics") == METRICS_PORT, f"k8s: container port metrics = {ports.get('metrics')}, want {METRICS_PORT}")
+    check(ports.get("metrics") == METRICS_PORT,
+          f"k8s: container port metrics = {ports.get('metrics')}, want {METRICS_PORT}")
     kenv = {e["name"]: e.get("value") for e in ctr.get("env", [])}
-    check(port_of(kenv.get("RERANKD_ADDR", env.get("RERANKD_ADDR"))) == GRPC_PORT, "k8s: RERANKD_ADDR is not port 50051")
-    check(port_of(kenv.get("RERANKD_METRICS_ADDR", env.get("RERANKD_METRICS_ADDR"))) == METRICS_PORT, "k8s: RERANKD_METRICS_ADDR is not port 9400")
+    check(port_of(kenv.get("RERANKD_ADDR", env.get("RERANKD_ADDR"))) == GRPC_PORT,
+          "k8s: RERANKD_ADDR is not port 50051")
+    check(port_of(kenv.get("RERANKD_METRICS_ADDR", env.get("RERANKD_METRICS_ADDR"))) == METRICS_PORT,
+          "k8s: RERANKD_METRICS_ADDR is not port 9400")
     model = kenv.get("RERANKD_MODEL")
     mounted = [m["mountPath"] for m in ctr.get("volumeMounts", [])]
     if model and IMAGE_MODEL and not any(model.startswith(mp.rstrip("/") + "/") for mp in mounted):
-        check(model == IMAGE_MODEL, f"k8s: RERANKD_MODEL {model} is neither the image's model {IMAGE_MODEL} nor on a volume")
+        check(model == IMAGE_MODEL,
+              f"k8s: RERANKD_MODEL {model} is neither the image's model {IMAGE_MODEL} nor on a volume")
 
     def probe_port(p):
         return ports.get(p, p)
@@ -307,7 +322,8 @@ if check(len(deps) == 1, f"k8s: {len(deps)} Deployments, want 1"):
     lp = ctr.get("livenessProbe") or {}
     sp = ctr.get("startupProbe") or {}
     if "tcpSocket" in lp:
-        check(probe_port(lp["tcpSocket"].get("port")) == GRPC_PORT, f"k8s: livenessProbe tcpSocket port {lp['tcpSocket'].get('port')}")
+        check(probe_port(lp["tcpSocket"].get("port")) == GRPC_PORT,
+              f"k8s: livenessProbe tcpSocket port {lp['tcpSocket'].get('port')}")
     elif "grpc" in lp:
         # gRPC liveness is NOT_SERVING during loading and draining: only with a startup probe.
         check(sp, "k8s: grpc livenessProbe without a startupProbe kills pods that are still loading")
@@ -327,7 +343,9 @@ if check(len(deps) == 1, f"k8s: {len(deps)} Deployments, want 1"):
     tgp = pod.get("terminationGracePeriodSeconds", 30)
     check(kdrain <= kgrace, f"k8s: drain delay {kdrain}s > grace period {kgrace}s")
     need = pre_s + kdrain + kgrace + 5
-    check(tgp >= need, f"k8s: terminationGracePeriodSeconds {tgp} < preStop {pre_s:g} + drain {kdrain:g} + grace {kgrace:g} + 5 s margin = {need:g}")
+    check(tgp >= need,
+          f"k8s: terminationGracePeriodSeconds {tgp} < preStop {pre_s:g} + drain {kdrain:g} + grace {kgrace:g} "
+          f"+ 5 s margin = {need:g}")
     check("nvidia.com/gpu" in open(os.path.join(root, "deploy/k8s", next(fn for fn, d in docs if d is dep))).read(),
           "k8s: no (commented) nvidia.com/gpu limit")
     check((ctr.get("resources") or {}).get("requests"), "k8s: no resource requests")
@@ -338,7 +356,8 @@ if check(len(deps) == 1, f"k8s: {len(deps)} Deployments, want 1"):
     for s in svcs:
         ss = s.get("spec") or {}
         n = s["metadata"]["name"]
-        check(ss.get("selector") and ss["selector"].items() <= labels.items(), f"k8s: Service {n} selector does not match the pods")
+        check(ss.get("selector") and ss["selector"].items() <= labels.items(),
+              f"k8s: Service {n} selector does not match the pods")
         gp = [p for p in ss.get("ports", []) if probe_port(p.get("targetPort", p.get("port"))) == GRPC_PORT]
         check(gp, f"k8s: Service {n} does not reach the grpc port")
         for p in gp:

@@ -69,7 +69,7 @@ def main(argv=None):
         a = lower.score_pairs(pairs)
         b = full.score_pairs(pairs)
         finite = finite and all(math.isfinite(x) for x in a + b)
-        d = [abs(x - y) for x, y in zip(a, b)]
+        d = [abs(x - y) for x, y in zip(a, b, strict=True)]
         diffs.extend(d)
         worst = max(worst, max(d))
         per_group.append({

@@ -75,8 +75,7 @@ def golden_batches(tok_text, max_length, pad_id):
         encs, ids, mask, types = encode_group(gtok, g["query"], g["documents"], pad_id)
         batches.append((encs, ids, mask, types))
     truncated = sum(
-        1 for g, (encs, *_r) in zip(GOLDEN_GROUPS, batches) for d, e in zip(g["documents"], encs)
-        if len(e.overflowing) > 0 or len(e.ids) >= max_length
+        1 for encs, *_tensors in batches for e in encs if len(e.overflowing) > 0 or len(e.ids) >= max_length
     )
     if truncated == 0:
         raise ExportError("no golden pair reaches max_length: the truncation path would go untested")

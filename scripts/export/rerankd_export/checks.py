@@ -66,7 +66,7 @@ def golden(loaded, uses_tt, golden_batches, golden_scores):
     worst_golden = 0.0
     ts_golden = []
     with torch.no_grad():
-        for (encs, ids, mask, types), eager in zip(golden_batches, golden_scores):
+        for (_encs, ids, mask, types), eager in zip(golden_batches, golden_scores, strict=True):
             s = loaded(*select_inputs(uses_tt, ids, mask, types))
             ts_golden.append(s)
             d = float((s - eager).abs().max())
@@ -83,10 +83,10 @@ def check_sentence_transformers(info, golden_batches, ts_golden):
     st.eval()
     limit = int(st.max_seq_length or info.get("st_max_seq") or 512)
     queries, docs, want = [], [], []
-    for g, (encs, ids, mask, types), ts in zip(GOLDEN_GROUPS, golden_batches, ts_golden):
-        for r, (d, e) in enumerate(zip(g["documents"], encs)):
-            q_len = sum(1 for t, m in zip(e.type_ids, e.attention_mask) if m and t == 0)
-            d_len = sum(1 for t, m in zip(e.type_ids, e.attention_mask) if m and t == 1) + 1
+    for g, (encs, *_tensors), ts in zip(GOLDEN_GROUPS, golden_batches, ts_golden, strict=True):
+        for r, (d, e) in enumerate(zip(g["documents"], encs, strict=True)):
+            q_len = sum(1 for t, m in zip(e.type_ids, e.attention_mask, strict=True) if m and t == 0)
+            d_len = sum(1 for t, m in zip(e.type_ids, e.attention_mask, strict=True) if m and t == 1) + 1
             if q_len <= limit and d_len <= limit and not e.overflowing:
                 queries.append(g["query"])
                 docs.append(d)

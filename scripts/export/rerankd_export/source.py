@@ -126,7 +126,8 @@ def load_source(args):
         if is_default:
             mode = "pair"
         else:
-            cfg = read_json(os.path.join(folder, "config.json")) if os.path.isfile(os.path.join(folder, "config.json")) else {}
+            config_file = os.path.join(folder, "config.json")
+            cfg = read_json(config_file) if os.path.isfile(config_file) else {}
             archs = cfg.get("architectures") or []
             if any(a.endswith("ForSequenceClassification") for a in archs):
                 mode = "cross-encoder"

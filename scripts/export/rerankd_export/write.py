@@ -60,7 +60,7 @@ def golden_json(max_length, golden_batches, golden_scores):
                 "scores": [float(x) for x in scores.tolist()],
                 "token_counts": [len(e.ids) for e in encs],
             }
-            for g, (encs, *_r), scores in zip(GOLDEN_GROUPS, golden_batches, golden_scores)
+            for g, (encs, *_r), scores in zip(GOLDEN_GROUPS, golden_batches, golden_scores, strict=True)
         ],
     }
 
