@@ -59,8 +59,10 @@ WORKDIR /src
 COPY scripts/setup-venv.sh scripts/setup-venv.sh
 RUN bash scripts/setup-venv.sh
 
-# 2. The models: rebuilt when the exporter, its configs or setup-models.sh change.
-COPY scripts/ scripts/
+# 2. The models: rebuilt when the exporter (scripts/export/: the code, the
+#    configs) or setup-models.sh change, and only then.
+COPY scripts/setup-models.sh scripts/setup-models.sh
+COPY scripts/export/ scripts/export/
 RUN bash scripts/setup-models.sh
 
 # 3. The binary. Cache mounts keep crates.io downloads and incremental build

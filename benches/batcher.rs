@@ -9,7 +9,7 @@
 //! a shared 2-core machine drifts by ±15% within a minute, which one pass
 //! of each would read as a difference between them.
 //!
-//! Run: `scripts/bench.sh` (or `cargo bench --bench batcher` with
+//! Run: `scripts/bench/batcher.sh` (or `cargo bench --bench batcher` with
 //! RERANKD_BENCH_MODEL set to a model directory). RERANKD_BENCH_ROUNDS
 //! (default 3), RERANKD_BENCH_THREADS (libtorch threads, default libtorch's)
 //! and RERANKD_BENCH_DTYPE (default fp32) change the run.
@@ -195,7 +195,7 @@ async fn server_round(channel: &Channel, docs: &[String]) -> ServerRound {
 
 fn main() {
     let model: PathBuf = std::env::var_os("RERANKD_BENCH_MODEL")
-        .expect("set RERANKD_BENCH_MODEL to a model directory (scripts/bench.sh does)")
+        .expect("set RERANKD_BENCH_MODEL to a model directory (scripts/bench/batcher.sh does)")
         .into();
     let dtype = std::env::var("RERANKD_BENCH_DTYPE").unwrap_or_else(|_| "fp32".into());
     let rounds = env_number("RERANKD_BENCH_ROUNDS", 3).max(1);

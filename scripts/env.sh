@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/test.sh, the bench and kit scripts: puts the project venv's python
 # first on PATH so torch-sys (LIBTORCH_USE_PYTORCH=1) finds libtorch 2.11.0 there.
 # Usage: source scripts/env.sh   (creates the venv on first use)

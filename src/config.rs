@@ -42,7 +42,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Model directory written by scripts/export_model.py: model.pt (TorchScript),
+    /// Model directory written by scripts/export/export_model.py: model.pt (TorchScript),
     /// tokenizer.json, rerankd.json and, optionally, golden.json.
     #[arg(long, env = "RERANKD_MODEL")]
     pub model: PathBuf,

@@ -15,7 +15,7 @@ Every call has a deadline. It exits 0 when every check passes, and 1 with a
 message naming what failed otherwise (server unreachable included).
 
 The stubs are generated from proto/rerank/v1/rerank.proto into ./generated
-(git-ignored); scripts/test-clients.sh does it, or by hand, from this folder:
+(git-ignored); scripts/ci/test-clients.sh does it, or by hand, from this folder:
   python -m grpc_tools.protoc -I ../../proto --python_out=generated \
       --grpc_python_out=generated rerank/v1/rerank.proto
 
@@ -23,6 +23,7 @@ Usage: python rerank_client.py --addr 127.0.0.1:50051 [--timeout 10]
 """
 
 import argparse
+import itertools
 import os
 import sys
 
@@ -35,7 +36,7 @@ try:
 except ImportError as error:
     sys.exit(
         f"FAIL: cannot import the generated stubs from {GENERATED} ({error}); "
-        "run scripts/test-clients.sh or the protoc command in this file's header"
+        "run scripts/ci/test-clients.sh or the protoc command in this file's header"
     )
 
 QUERY = "How do I keep my cast iron pan from rusting?"
@@ -69,7 +70,7 @@ def check_ranking(response, documents, what):
     )
     scores = [r.score for r in results]
     check(
-        all(a >= b for a, b in zip(scores, scores[1:])),
+        all(a >= b for a, b in itertools.pairwise(scores)),
         f"{what}: scores {scores} are not sorted best first",
     )
 

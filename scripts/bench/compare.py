@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Runs the side-by-side comparison that scripts/bench-compare.sh sets up, and prints one table.
+"""Runs the side-by-side comparison that scripts/bench/compare.sh sets up, and prints one table.
 
-Not meant to be run by hand: scripts/bench-compare.sh prepares the venvs, the model, the workload
+Not meant to be run by hand: scripts/bench/compare.sh prepares the venvs, the model, the workload
 and the ONNX export, then calls this with their paths in BENCH_* environment variables (a path that
 could not be made comes with BENCH_*_ERROR instead, and the contenders that need it are reported
 as not run, with that reason). Knobs are the RERANKD_BENCH_* variables documented in
-scripts/bench-compare.sh.
+scripts/bench/compare.sh.
 
 Each contender ("unit") runs for a fixed amount of work per round; rounds are interleaved
 (A B C ... A B C ...), and the best round per contender is kept (its pairs/s and latencies); the
@@ -194,7 +194,7 @@ class OfflineUnit(Unit):
                 r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=lf, text=True, env=envv,
                                    timeout=CFG["unit_timeout"])
             except subprocess.TimeoutExpired:
-                raise RuntimeError(f"timed out after {CFG['unit_timeout']:.0f}s (log {logf})")
+                raise RuntimeError(f"timed out after {CFG['unit_timeout']:.0f}s (log {logf})") from None
         rows = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
         if r.returncode != 0 and not rows:
             raise RuntimeError(f"exit {r.returncode}: {tail(logf, 3)}")
@@ -256,7 +256,9 @@ class ServerUnit(Unit):
             driver_cpu = children_cpu_s() - cpu0
             rows = [json.loads(ln) for ln in stdout.splitlines() if ln.startswith("{")]
             if driver.returncode != 0 or not rows:
-                raise RuntimeError(f"load driver failed (exit {driver.returncode}): {tail(dlog, 3)} | server: {tail(slog, 3)}")
+                raise RuntimeError(
+                    f"load driver failed (exit {driver.returncode}): {tail(dlog, 3)} | server: {tail(slog, 3)}"
+                )
             row = rows[-1]
             if row["requests"] == 0:
                 raise RuntimeError(f"every request failed: {row.get('first_error')}")
@@ -352,8 +354,9 @@ def build_units():
 
     units.append(rerankd("rerankd-fp32", "rerankd --dtype fp32 (adaptive)", "--dtype", "fp32"))
     for b in CFG["static_sizes"]:
-        units.append(rerankd(f"rerankd-static-{b}", f"rerankd static {b} (--max-batch-pairs {b} --min-padding-efficiency 0)",
-                             "--max-batch-pairs", str(b), "--min-padding-efficiency", "0"))
+        label = f"rerankd static {b} (--max-batch-pairs {b} --min-padding-efficiency 0)"
+        flags = ("--max-batch-pairs", str(b), "--min-padding-efficiency", "0")
+        units.append(rerankd(f"rerankd-static-{b}", label, *flags))
     units.append(rerankd("rerankd-bf16", "rerankd --dtype bf16 (adaptive)", "--dtype", "bf16", bf16=True))
     # The server serves bf16 only if it ranks the model's golden groups as fp32 does; a random-weights
     # model's scores are so close together that bf16 may reorder them, and the server then serves
@@ -409,8 +412,8 @@ def fidelity():
             server = subprocess.Popen(cmd, stdout=sf, stderr=subprocess.STDOUT, start_new_session=True, cwd="/tmp")
         try:
             r = subprocess.run([P["BENCH_DRIVER_PY"], os.path.join(HERE, "load.py"), "rerankd", f"127.0.0.1:{port}",
-                                "--workload", P["BENCH_WORKLOAD"], "--scores", scores, "--clients", "8", "--ready-timeout", "300",
-                                "--stubs-dir", os.path.join(P["BENCH_CACHE"], "stubs")],
+                                "--workload", P["BENCH_WORKLOAD"], "--scores", scores, "--clients", "8",
+                                "--ready-timeout", "300", "--stubs-dir", os.path.join(P["BENCH_CACHE"], "stubs")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=CFG["unit_timeout"])
             if r.returncode != 0:
                 return {"error": f"{dt}: driver failed: {r.stderr.strip().splitlines()[-1:]} | server: {tail(slog, 3)}"}
@@ -420,10 +423,10 @@ def fidelity():
         finally:
             stop(server)
     a, b = got["fp32"]["scores"], got["bf16"]["scores"]
-    sp = [spearman(x, y) for x, y in zip(a, b)]
+    sp = [spearman(x, y) for x, y in zip(a, b, strict=True)]
     k = 5
-    ov = [len(top_k(x, k) & top_k(y, k)) / k for x, y in zip(a, b)]
-    diff = max(abs(p - q) for x, y in zip(a, b) for p, q in zip(x, y))
+    ov = [len(top_k(x, k) & top_k(y, k)) / k for x, y in zip(a, b, strict=True)]
+    diff = max(abs(p - q) for x, y in zip(a, b, strict=True) for p, q in zip(x, y, strict=True))
     fallback = [ln.strip()[:300] for ln in open(os.path.join(LOGS, "fidelity-bf16.server.log"), errors="replace")
                 if "WARN" in ln and ("fp32" in ln or "bf16" in ln)]
     return {
@@ -436,7 +439,7 @@ def fidelity():
         "spearman_min": round(min(sp), 4),
         "top5_overlap_mean": round(statistics.mean(ov), 4),
         "top5_overlap_min": round(min(ov), 4),
-        "top1_same": sum(1 for x, y in zip(a, b) if top_k(x, 1) == top_k(y, 1)),
+        "top1_same": sum(1 for x, y in zip(a, b, strict=True) if top_k(x, 1) == top_k(y, 1)),
         "max_abs_diff": round(diff, 5),
         "bf16_server_warnings": fallback[:3],
     }
@@ -556,13 +559,15 @@ def aggregate(results, fid, meta):
                 "errors": best.get("errors"),
                 "first_error": best.get("first_error"),
                 "server": best.get("server"),
-                "padding_efficiency": (best.get("server") or {}).get("padding_efficiency", best.get("padding_efficiency")),
+                "padding_efficiency": (best.get("server") or {}).get(
+                    "padding_efficiency", best.get("padding_efficiency")
+                ),
                 "dtype": best.get("dtype"),
                 "driver_cpu_share": best.get("driver_cpu_share"),
             })
             s0 = next((x.get("scores0") for x in r["runs"] if x.get("scores0")), None)
             if s0 is not None and ref0 is not None and len(s0) == len(ref0):
-                row["max_abs_diff_vs_raw"] = max(abs(a - b) for a, b in zip(s0, ref0))
+                row["max_abs_diff_vs_raw"] = max(abs(a - b) for a, b in zip(s0, ref0, strict=True))
         rows[key] = row
 
     def pps(key):
@@ -631,12 +636,14 @@ def render(rep):
     L.append(f"# rerankd comparison — {m['date']}")
     L.append("")
     L.append(f"Host: {h['cpu']}, {h['cores']} cores, avx512_bf16={h['avx512_bf16']} amx_bf16={h['amx_bf16']} "
-             f"avx512f={h['avx512f']} avx2={h['avx2']}; load average at start {m['loadavg_start']}, end {m['loadavg_end']}.")
+             f"avx512f={h['avx512f']} avx2={h['avx2']}; "
+             f"load average at start {m['loadavg_start']}, end {m['loadavg_end']}.")
     w = m["workload"]
     L.append(f"Model: ms-marco-MiniLM-L-6 shape (BERT 6 layers, hidden 384), random weights seed 0, "
              f"all-MiniLM tokenizer; {m['model']}.")
-    L.append(f"Workload (seed {w['seed']}): {w['pairs']} pairs in {w['requests']} requests of 16–32 documents; tokens/pair "
-             f"mean {w['tokens_mean']}, p50 {w['tokens_p50']}, p90 {w['tokens_p90']}, max {w['tokens_max']}; "
+    L.append(f"Workload (seed {w['seed']}): {w['pairs']} pairs in {w['requests']} requests of 16–32 documents; "
+             f"tokens/pair mean {w['tokens_mean']}, p50 {w['tokens_p50']}, p90 {w['tokens_p90']}, "
+             f"max {w['tokens_max']}; "
              f"per-request padding efficiency if each request were one batch: {w['request_padding_efficiency']}.")
     c = m["config"]
     L.append(f"Each contender: {c['rounds']} rounds, interleaved (A B C … A B C …); servers: {m['timed_per_round']} "
@@ -654,7 +661,8 @@ def render(rep):
              "RERANKD_BENCH_QUIET_WAIT s) for other processes to use < 15% of the CPU; rows measured while they "
              "used ≥ 5% say so.")
     L.append("")
-    L.append("| contender | pairs/s (best) | rounds | p50 ms | p99 ms | padding eff. | dtype run | max Δscore vs raw | note |")
+    L.append("| contender | pairs/s (best) | rounds | p50 ms | p99 ms | padding eff. | dtype run | max Δscore vs raw "
+             "| note |")
     L.append("|---|---:|---|---:|---:|---:|---|---:|---|")
     for r in rep["rows"]:
         if r.get("pairs_per_s") is None:
@@ -664,7 +672,9 @@ def render(rep):
         srv = r.get("server") or {}
         note = []
         if srv.get("pairs_per_batch"):
-            note.append(f"{srv['batches']} batches, {srv['pairs_per_batch']} pairs/batch, util {srv.get('utilisation')}")
+            note.append(
+                f"{srv['batches']} batches, {srv['pairs_per_batch']} pairs/batch, util {srv.get('utilisation')}"
+            )
         if r.get("driver_cpu_share") is not None:
             note.append(f"driver CPU {r['driver_cpu_share']:.0%}")
         if r.get("errors"):
@@ -695,14 +705,15 @@ def render(rep):
         L.append(f"Fidelity bf16 vs fp32 on real weights ({f['model']}, served dtypes {f['served_dtype_fp32']} / "
                  f"{f['served_dtype_bf16']}; {f['groups']} query groups, {f['pairs']} pairs, raw scores):")
         L.append("")
-        L.append("| Spearman median | Spearman min | top-5 overlap mean | top-5 overlap min | same top-1 | max abs diff |")
+        L.append("| Spearman median | Spearman min | top-5 overlap mean | top-5 overlap min | same top-1 "
+                 "| max abs diff |")
         L.append("|---:|---:|---:|---:|---:|---:|")
-        L.append(f"| {f['spearman_median']} | {f['spearman_min']} | {f['top5_overlap_mean']} | {f['top5_overlap_min']} | "
-                 f"{f['top1_same']}/{f['groups']} | {f['max_abs_diff']} |")
+        L.append(f"| {f['spearman_median']} | {f['spearman_min']} | {f['top5_overlap_mean']} | "
+                 f"{f['top5_overlap_min']} | {f['top1_same']}/{f['groups']} | {f['max_abs_diff']} |")
         if f["served_dtype_bf16"] != "bf16":
             L.append("")
-            L.append(f"Note: the server asked for bf16 served {f['served_dtype_bf16']} (its start-up faithfulness check "
-                     f"fell back): {f['bf16_server_warnings']}")
+            L.append(f"Note: the server asked for bf16 served {f['served_dtype_bf16']} (its start-up faithfulness "
+                     f"check fell back): {f['bf16_server_warnings']}")
     L.append("")
     return "\n".join(L)
 

@@ -51,14 +51,17 @@ def main():
         torch.onnx.export(
             model, (ids, mask, tt), os.path.join(tmp, "model.onnx"),
             input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["logits"],
-            dynamic_axes={n: {0: "batch_size", 1: "sequence_length"} for n in ["input_ids", "attention_mask", "token_type_ids"]}
+            dynamic_axes={
+                n: {0: "batch_size", 1: "sequence_length"} for n in ["input_ids", "attention_mask", "token_type_ids"]
+            }
             | {"logits": {0: "batch_size"}},
             opset_version=17, do_constant_folding=True, dynamo=False,
         )
         method = "torch.onnx.export(dynamo=False, opset 17)"
     for f in os.listdir(hf):
         if f.endswith(".json") or f == "vocab.txt":
-            if not os.path.exists(os.path.join(tmp, f)) or f.startswith("tokenizer") or f in ("vocab.txt", "special_tokens_map.json"):
+            tokenizer_file = f.startswith("tokenizer") or f in ("vocab.txt", "special_tokens_map.json")
+            if not os.path.exists(os.path.join(tmp, f)) or tokenizer_file:
                 shutil.copy(os.path.join(hf, f), os.path.join(tmp, f))
 
     # Parity: onnxruntime vs eager torch on a padded batch of real text.

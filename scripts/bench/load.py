@@ -160,7 +160,8 @@ async def run_rerankd(args, requests):
             break
         except grpc.aio.AioRpcError as e:
             if time.time() > deadline:
-                raise SystemExit(f"rerankd at {args.target} not ready after {args.ready_timeout}s: {e.code()}")
+                why = f"rerankd at {args.target} not ready after {args.ready_timeout}s: {e.code()}"
+                raise SystemExit(why) from None
             await asyncio.sleep(0.5)
 
     if args.scores:
@@ -285,7 +286,8 @@ def main():
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, help="timed requests (default: the workload's request count)")
     ap.add_argument("--warmup", type=int, help="untimed requests first (default: --clients)")
-    ap.add_argument("--channels", type=int, default=1, help="rerankd: gRPC channels (connections) shared by the clients")
+    ap.add_argument("--channels", type=int, default=1,
+                    help="rerankd: gRPC channels (connections) shared by the clients")
     ap.add_argument("--model", default="bench", help="http: the model field")
     ap.add_argument("--timeout", type=float, default=600.0, help="per request, seconds")
     ap.add_argument("--ready-timeout", type=float, default=300.0)

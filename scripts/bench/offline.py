@@ -147,7 +147,8 @@ def run_flag(args, wl, sizes, per_request=False):
         else:
             model.compute_score(pairs, batch_size=int(b))
         wall = time.perf_counter() - t0
-        emit({"contender": "flag", "variant": f"FlagReranker batch {b}" if b != "default" else "FlagReranker default (batch 128)",
+        variant = f"FlagReranker batch {b}" if b != "default" else "FlagReranker default (batch 128)"
+        emit({"contender": "flag", "variant": variant,
               "batch_size": 128 if b == "default" else int(b), "pairs": len(pairs), "wall_s": round(wall, 3),
               "pairs_per_s": round(len(pairs) / wall, 2), "threads": torch.get_num_threads(), "version": version,
               "scores0": scores0})

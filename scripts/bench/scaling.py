@@ -108,17 +108,23 @@ def requests_for(documents):
     return max(1, math.ceil(400 / documents))
 
 
+def fmt(v, d=1):
+    """A figure with d decimals, or a dash when it was not measured."""
+    return "–" if v is None else f"{v:.{d}f}"
+
+
 def table(rows, axis):
-    head = f"| {axis} | pairs/s | requests/s | p50 ms | p99 ms | requests (failed) | pairs/batch | padding eff. | busy |"
+    head = (f"| {axis} | pairs/s | requests/s | p50 ms | p99 ms | requests (failed) | pairs/batch | padding eff. "
+            "| busy |")
     out = [head, "|" + "---|" * 9]
     for r in rows:
         if r.get("error"):
             out.append(f"| {r[axis]} | failed: {r['error'][:80]} |||||||| ")
             continue
-        f = lambda v, d=1: "–" if v is None else f"{v:.{d}f}"
-        out.append(f"| {r[axis]} | {f(r['pairs_per_second'])} | {f(r['requests_per_second'], 2)} | "
-                   f"{f(r['p50_ms'], 0)} | {f(r['p99_ms'], 0)} | {r['requests']} ({r['failed']}) | "
-                   f"{f(r['mean_pairs_per_batch'])} | {f(r['padding_efficiency'], 3)} | {f(r['busy_share'], 2)} |")
+        out.append(f"| {r[axis]} | {fmt(r['pairs_per_second'])} | {fmt(r['requests_per_second'], 2)} | "
+                   f"{fmt(r['p50_ms'], 0)} | {fmt(r['p99_ms'], 0)} | {r['requests']} ({r['failed']}) | "
+                   f"{fmt(r['mean_pairs_per_batch'])} | {fmt(r['padding_efficiency'], 3)} | "
+                   f"{fmt(r['busy_share'], 2)} |")
     return "\n".join(out)
 
 
@@ -126,7 +132,8 @@ def svg(by_clients, by_documents, title):
     """Two panels (clients, documents per request), each with pairs/s (left axis, solid) and p99
     latency (right axis, dashed), both against a log x axis."""
     W, H, PW, PH, M = 1130, 420, 380, 280, 80
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" '
+             'font-size="12">',
              '<rect width="100%" height="100%" fill="white"/>',
              f'<text x="{W/2}" y="22" text-anchor="middle" font-size="15">{title}</text>']
 
@@ -140,19 +147,29 @@ def svg(by_clients, by_documents, title):
         xs = [r[axis] for r in rows]
         lx0, lx1 = math.log10(min(xs)), math.log10(max(xs))
         lx1 = lx1 if lx1 > lx0 else lx0 + 1
-        px = lambda v: x0 + (math.log10(v) - lx0) / (lx1 - lx0) * PW
+
+        def px(v):
+            return x0 + (math.log10(v) - lx0) / (lx1 - lx0) * PW
+
         tmax = max(r["pairs_per_second"] for r in rows) * 1.15
         lmax = max(r["p99_ms"] for r in rows) / 1000 * 1.15
-        pt = lambda v: y0 + PH - v / tmax * PH
-        pl = lambda v: y0 + PH - v / lmax * PH
+
+        def pt(v):
+            return y0 + PH - v / tmax * PH
+
+        def pl(v):
+            return y0 + PH - v / lmax * PH
+
         for v in xs:
             parts.append(f'<text x="{px(v)}" y="{y0 + PH + 16}" text-anchor="middle">{v}</text>')
         for i in range(5):
-            t, l = tmax * i / 4, lmax * i / 4
+            t, lat_s = tmax * i / 4, lmax * i / 4
             parts.append(f'<text x="{x0 - 6}" y="{pt(t) + 4}" text-anchor="end" fill="#1f5fa8">{t:.0f}</text>')
-            parts.append(f'<text x="{x0 + PW + 6}" y="{pl(l) + 4}" fill="#b5432a">{l:.1f}</text>')
-        parts.append(f'<text transform="translate({x0 - 45},{y0 + PH/2}) rotate(-90)" text-anchor="middle" fill="#1f5fa8">pairs/s</text>')
-        parts.append(f'<text transform="translate({x0 + PW + 48},{y0 + PH/2}) rotate(90)" text-anchor="middle" fill="#b5432a">p99 latency (s)</text>')
+            parts.append(f'<text x="{x0 + PW + 6}" y="{pl(lat_s) + 4}" fill="#b5432a">{lat_s:.1f}</text>')
+        parts.append(f'<text transform="translate({x0 - 45},{y0 + PH/2}) rotate(-90)" text-anchor="middle" '
+                     'fill="#1f5fa8">pairs/s</text>')
+        parts.append(f'<text transform="translate({x0 + PW + 48},{y0 + PH/2}) rotate(90)" text-anchor="middle" '
+                     'fill="#b5432a">p99 latency (s)</text>')
         thr = " ".join(f"{px(r[axis]):.1f},{pt(r['pairs_per_second']):.1f}" for r in rows)
         lat = " ".join(f"{px(r[axis]):.1f},{pl(r['p99_ms'] / 1000):.1f}" for r in rows)
         parts.append(f'<polyline points="{thr}" fill="none" stroke="#1f5fa8" stroke-width="2"/>')
@@ -163,7 +180,8 @@ def svg(by_clients, by_documents, title):
 
     panel(M, by_clients, "clients", f"concurrent clients ({DOCS_PER_REQUEST_FOR_CLIENTS} documents per request)")
     panel(M + PW + 2 * M + 30, by_documents, "documents", f"documents per request ({CLIENTS_FOR_DOCUMENTS} client)")
-    parts.append(f'<text x="{W/2}" y="{H - 8}" text-anchor="middle" fill="#555">solid: throughput (pairs/s); dashed: p99 latency</text>')
+    parts.append(f'<text x="{W/2}" y="{H - 8}" text-anchor="middle" fill="#555">'
+                 'solid: throughput (pairs/s); dashed: p99 latency</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -171,7 +189,8 @@ def svg(by_clients, by_documents, title):
 def replot():
     data = json.load(open(os.path.join(OUT, "scaling.json")))
     model, meta = data["meta"]["model"], data["meta"]
-    title = f"rerankd scaling: {model.get('name')} {model.get('dtype')} on {meta['cpus']} CPUs, {meta['lengths']} documents"
+    title = (f"rerankd scaling: {model.get('name')} {model.get('dtype')} on {meta['cpus']} CPUs, "
+             f"{meta['lengths']} documents")
     open(os.path.join(OUT, "scaling.svg"), "w").write(svg(data["by_clients"], data["by_documents"], title))
 
 
@@ -191,7 +210,8 @@ def main():
             "load_average_end": os.getloadavg()}
     json.dump({"meta": meta, "by_clients": by_clients, "by_documents": by_documents},
               open(os.path.join(OUT, "scaling.json"), "w"), indent=1)
-    md = (f"### Concurrency ({DOCS_PER_REQUEST_FOR_CLIENTS} {LENGTHS} documents per request, {DURATION:.0f} s per point)\n\n"
+    md = (f"### Concurrency ({DOCS_PER_REQUEST_FOR_CLIENTS} {LENGTHS} documents per request, "
+          f"{DURATION:.0f} s per point)\n\n"
           f"{table(by_clients, 'clients')}\n\n"
           f"### Documents per request ({CLIENTS_FOR_DOCUMENTS} client, about 400 pairs per point)\n\n"
           f"{table(by_documents, 'documents')}\n")

@@ -191,7 +191,7 @@ def main():
             sum(lengths)
             / sum(
                 len(r["documents"]) * max(lengths[i : i + len(r["documents"])])
-                for r, i in zip(requests, _offsets(requests))
+                for r, i in zip(requests, _offsets(requests), strict=True)
             ),
             3,
         ),

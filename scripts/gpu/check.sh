@@ -76,7 +76,7 @@ if [[ "$MODE" == gpu ]]; then
   BUDGET="${BUDGET:-540}"
   DEVICE=cuda:0
   LOWER=fp16
-  LARGE_CFG=scripts/configs/bge-reranker-large.json
+  LARGE_CFG=scripts/export/configs/bge-reranker-large.json
   REF_BATCHES=8,16,32,64,128,256
   REF_SECS=2
   CLIENTS=16 DOCS=64 WORDS=600 WARMUP=5 DURATION=30 SHORT_DURATION=10 SQUEEZE_DURATION=35
@@ -99,7 +99,7 @@ else
   # times slower than fp32 (MiniLM's golden gate alone took over a minute here), and the dry run
   # proves the plumbing, not the precision.
   if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then LOWER=bf16; else LOWER=fp32; fi
-  LARGE_CFG=scripts/configs/tiny-xlmr.json
+  LARGE_CFG=scripts/export/configs/tiny-xlmr.json
   REF_BATCHES=1,4,16
   REF_SECS=0.5
   CLIENTS=2 DOCS=16 WORDS=600 WARMUP=1 DURATION=3 SHORT_DURATION=3 SQUEEZE_DURATION=0
@@ -252,7 +252,7 @@ step_env() {
 export_model() { # NAME [export_model.py flags...]
   local name="$1" t0=$SECONDS
   shift
-  "$PY" "$KIT/scripts/export_model.py" --threads "$NPROC" --out "$WORK/models/$name" ${MAX_LENGTH_FLAGS[@]+"${MAX_LENGTH_FLAGS[@]}"} "$@"
+  "$PY" "$KIT/scripts/export/export_model.py" --threads "$NPROC" --out "$WORK/models/$name" ${MAX_LENGTH_FLAGS[@]+"${MAX_LENGTH_FLAGS[@]}"} "$@"
   "$PY" - "$WORK/models/$name.json" "$WORK/models/$name" "$((SECONDS - t0))" <<'EOF'
 import json, re, sys, zipfile
 path, model, secs = sys.argv[1:]
@@ -270,7 +270,7 @@ EOF
 
 step_models() {
   export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-  "$PY" "$KIT/scripts/make_test_tokenizer.py" "$WORK/tok-xlmr"
+  "$PY" "$KIT/scripts/export/make_test_tokenizer.py" "$WORK/tok-xlmr"
   # The kit's weights are fp16-rounded, so sentence-transformers parity (made on the original weights
   # by scripts/setup-models.sh) is not this export's business; the GPU machine lacks the package too.
   export_model minilm --hf-dir "$KIT/minilm" --skip-st-check --name "all-MiniLM-L6-v2, fp16-rounded weights (pair cosine)"

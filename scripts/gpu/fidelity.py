@@ -23,7 +23,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "export"))  # the exporter, beside gpu/
 
 import rpc  # noqa: E402
 from rank_stats import spearman  # noqa: E402
@@ -33,8 +33,8 @@ MIN_TOP1_AGREEMENT = 0.95
 
 
 def groups(extra_queries, golden_only=False):
-    from export_model import GOLDEN_GROUPS  # the exporter's golden set (English, varied lengths)
     from make_test_tokenizer import CORPUS
+    from rerankd_export.golden_set import GOLDEN_GROUPS  # the exporter's golden set (English, varied lengths)
 
     out = [(f"golden {i}", g["query"], list(g["documents"])) for i, g in enumerate(GOLDEN_GROUPS)]
     if golden_only:
@@ -69,7 +69,7 @@ def main(argv=None):
         a = lower.score_pairs(pairs)
         b = full.score_pairs(pairs)
         finite = finite and all(math.isfinite(x) for x in a + b)
-        d = [abs(x - y) for x, y in zip(a, b)]
+        d = [abs(x - y) for x, y in zip(a, b, strict=True)]
         diffs.extend(d)
         worst = max(worst, max(d))
         per_group.append({

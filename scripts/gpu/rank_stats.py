@@ -27,7 +27,7 @@ def spearman(a, b, degenerate=float("nan")):
     """Spearman's rho of two equal-length lists; `degenerate` when either is constant."""
     ra, rb = ranks(a), ranks(b)
     ma, mb = statistics.fmean(ra), statistics.fmean(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
     va = math.sqrt(sum((x - ma) ** 2 for x in ra))
     vb = math.sqrt(sum((y - mb) ** 2 for y in rb))
     return cov / (va * vb) if va > 0 and vb > 0 else degenerate

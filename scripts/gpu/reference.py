@@ -135,7 +135,7 @@ def memory(module, meta, vocab, device, length, batches):
             ys = [p[key] for p in good]
             mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
             sxx = sum((x - mx) ** 2 for x in xs)
-            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
             fits[key.replace("_bytes", "_per_padded_token")] = round(slope, 1)
     return points, fits
 

@@ -239,7 +239,7 @@ def clock_windows(steps):
         if not inside:
             continue
 
-        def median(key):
+        def median(key, inside=inside):
             vals = sorted(r[key] for r in inside if isinstance(r.get(key), (int, float)))
             return vals[len(vals) // 2] if vals else None
 
@@ -274,7 +274,9 @@ def build(work, mode, kit, final_rc):
         servers[name] = read_json(os.path.join(work, "servers", f"{name}.json"), {"name": name, "serving": False})
         servers[name]["startup"] = startup_report(log)
     benches = {os.path.basename(p)[:-5]: read_json(p) for p in sorted(glob.glob(os.path.join(work, "bench", "*.json")))}
-    models = {os.path.basename(p)[:-5]: read_json(p, {}) for p in sorted(glob.glob(os.path.join(work, "models", "*.json")))}
+    models = {
+        os.path.basename(p)[:-5]: read_json(p, {}) for p in sorted(glob.glob(os.path.join(work, "models", "*.json")))
+    }
     reference = read_json(os.path.join(steps, "reference.json"))
     sustained = read_json(os.path.join(steps, "reference-sustained.json"))
     marks = {m["mark"]: m["t"] for m in read_lines(os.path.join(steps, "marks.jsonl"))}
@@ -354,8 +356,8 @@ def build(work, mode, kit, final_rc):
             # after it (the sweep's 2 s windows run on a GPU that has not warmed up).
             c3["python_reference_sustained"] = {k: sustained.get(k) for k in ("what", "dtype", "length", "threads")}
             c3["python_reference_sustained"]["best"] = sbest
-            c3["sustained_reference_mfu"] = float(
-                f"{sbest['pairs_per_sec'] * flops_per_pair(large_cfg, sustained['length'])['flops_per_pair'] / PEAK_FLOPS:.4g}")
+            flops = flops_per_pair(large_cfg, sustained["length"])["flops_per_pair"]
+            c3["sustained_reference_mfu"] = float(f"{sbest['pairs_per_sec'] * flops / PEAK_FLOPS:.4g}")
             c3["rerankd_over_sustained_reference"] = round(thr["pairs_per_second"] / sbest["pairs_per_sec"], 4)
     c3["clocks"] = clock_windows(steps) or None
     reasons = []

@@ -1,5 +1,5 @@
 //! The model directory: `rerankd.json`, `model.pt`, `tokenizer.json` and the
-//! optional `golden.json`, as written by `scripts/export_model.py`.
+//! optional `golden.json`, as written by `scripts/export/export_model.py`.
 //!
 //! Owns: reading and validating those files' metadata. Must never: load
 //! libtorch or the tokenizer (they have their own modules), or guess a value
@@ -76,7 +76,8 @@ impl ModelDir {
         };
         if !path.is_dir() {
             return Err(fail(
-                "is not a readable directory (export one with scripts/export_model.py)".into(),
+                "is not a readable directory (export one with scripts/export/export_model.py)"
+                    .into(),
             ));
         }
         for file in ["rerankd.json", "model.pt", "tokenizer.json"] {

@@ -1,8 +1,8 @@
 //! The example clients (examples/python with grpcio, examples/node with
 //! @grpc/grpc-js, examples/client.rs in Rust) against a live server on a
 //! real port: each runs a unary rerank and a RerankStream with a bad request
-//! inside, and checks the answers (scripts/test-clients.sh installs what the
-//! Python and Node ones need, cached).
+//! inside, and checks the answers (scripts/ci/test-clients.sh installs what
+//! the Python and Node ones need, cached).
 
 use crate::common::*;
 
@@ -13,7 +13,7 @@ async fn the_python_and_node_examples_pass_against_a_live_server() {
         std::process::Command::new("bash")
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/scripts/test-clients.sh"
+                "/scripts/ci/test-clients.sh"
             ))
             .arg(addr.to_string())
             .output()

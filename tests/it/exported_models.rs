@@ -1,8 +1,8 @@
 //! Every model the tests export runs on any device: no TorchScript code file
 //! inside its `model.pt` pins a device (issue 13 §1). A model traced with
 //! transformers' own mask builder holds `torch.device("cpu")` constants, and
-//! on CUDA its first batch fails; scripts/export_model.py refuses to write
-//! such a model, and this test keeps the exported test models honest.
+//! on CUDA its first batch fails; scripts/export/export_model.py refuses to
+//! write such a model, and this test keeps the exported test models honest.
 //!
 //! Owns: reading `model.pt` as the zip archive it is and scanning the
 //! serialized code (`<archive>/code/**/*.py`) line by line.

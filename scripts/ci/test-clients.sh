@@ -12,7 +12,7 @@
 # A second run skips both installs. The Python stubs are generated from the
 # proto on every run (under a second), so they never go stale.
 #
-# Usage: scripts/test-clients.sh ADDR     e.g. scripts/test-clients.sh 127.0.0.1:50051
+# Usage: scripts/ci/test-clients.sh ADDR     e.g. scripts/ci/test-clients.sh 127.0.0.1:50051
 # Env:   CLIENT_TIMEOUT  per-call deadline of the clients, seconds (default 10)
 set -euo pipefail
 
@@ -22,7 +22,7 @@ if [[ $# -ne 1 ]]; then
 fi
 ADDR="$1"
 CLIENT_TIMEOUT="${CLIENT_TIMEOUT:-10}"
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 for tool in python3 node npm sha256sum; do
   if ! command -v "$tool" >/dev/null; then

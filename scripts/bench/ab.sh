@@ -5,20 +5,20 @@
 # for each client count and round (the same seeded requests for A and B within a round),
 # and prints pairs/s, p99, pairs per batch and padding efficiency per run.
 #
-# Usage: scripts/bench-ab.sh "FLAGS A" "FLAGS B"
-#   e.g. scripts/bench-ab.sh "--batch-overhead-tokens 0" ""
+# Usage: scripts/bench/ab.sh "FLAGS A" "FLAGS B"
+#   e.g. scripts/bench/ab.sh "--batch-overhead-tokens 0" ""
 # Environment: RERANKD_BENCH_BIN (default target/release/rerankd, built if missing),
 # RERANKD_AB_CLIENTS (default "1 4 16"), RERANKD_AB_ROUNDS (3), RERANKD_AB_DOCUMENTS (10),
 # RERANKD_AB_DURATION (15), RERANKD_BENCH_OUT (default /tmp/rerankd-bench-results; runs go
-# to its ab/ folder). Needs scripts/bench-compare.sh's model (made on its first run, or by
+# to its ab/ folder). Needs scripts/bench/compare.sh's model (made on its first run, or by
 # scripts/bench/make-model.sh).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 A="${1-}" B="${2-}"
 BIN="${RERANKD_BENCH_BIN:-$ROOT/target/release/rerankd}"
-[[ -x "$BIN" ]] || (source scripts/env.sh && cargo build --release --bin rerankd)
 PROJECT_VENV="${RERANKD_VENV:-$(bash scripts/setup-venv.sh | tail -n 1)}"
+[[ -x "$BIN" ]] || (source scripts/env.sh && cargo build --release --bin rerankd)
 MODEL="$(bash scripts/bench/make-model.sh "$PROJECT_VENV" | tail -n 1)/ts"
 OUT="${RERANKD_BENCH_OUT:-/tmp/rerankd-bench-results}/ab"
 rm -rf "$OUT" && mkdir -p "$OUT"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train a small XLM-RoBERTa-style test tokenizer (no network, no downloads).
 
-    python scripts/make_test_tokenizer.py OUT_DIR [--vocab-size 800]
+    python scripts/export/make_test_tokenizer.py OUT_DIR [--vocab-size 800]
 
 Writes into OUT_DIR:
   tokenizer.json           the `tokenizers` file (the Rust server and export_model.py read this)
@@ -14,7 +14,7 @@ sentencepiece Unigram, because BPE reaches the requested vocabulary size on a ti
   single          <s> A </s>
   pair            <s> A </s></s> B </s>       (type ids all 0)
 It is trained on a few dozen built-in English sentences, so the result is deterministic and the
-vocabulary is small (the script asserts the exact size so that scripts/configs/tiny-xlmr.json,
+vocabulary is small (the script asserts the exact size so that configs/tiny-xlmr.json beside it,
 whose vocab_size must match, cannot silently drift). No truncation or padding is stored.
 """
 import argparse
@@ -114,7 +114,7 @@ def main() -> int:
     if args.vocab_size == DEFAULT_VOCAB_SIZE and size != DEFAULT_VOCAB_SIZE:
         raise SystemExit(
             f"make_test_tokenizer: trained vocabulary has {size} entries, expected {DEFAULT_VOCAB_SIZE} "
-            "(scripts/configs/tiny-xlmr.json depends on it)"
+            "(scripts/export/configs/tiny-xlmr.json depends on it)"
         )
 
     enc = tok.encode("what is the capital of France", "Paris is the capital of France.")

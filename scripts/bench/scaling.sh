@@ -10,7 +10,7 @@
 # and RERANKD_SCALING_* (scripts/bench/scaling.py says which).
 # Takes about 11 minutes on 2 cores with the defaults.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 OUT="${RERANKD_BENCH_OUT:-/tmp/rerankd-bench-results}/scaling"
 mkdir -p "$OUT"

@@ -13,8 +13,8 @@
 #
 # Every contender runs the very same weights: a cross-encoder of ms-marco-MiniLM-L-6-v2's exact
 # shape (BERT, 6 layers, hidden 384) with random weights (seed 0) and the real all-MiniLM tokenizer,
-# made once as a Hugging Face folder and exported from it by scripts/export_model.py (and to ONNX
-# for Infinity's optimum engine). Every server is driven by the same load driver
+# made once as a Hugging Face folder and exported from it by scripts/export/export_model.py (and to
+# ONNX for Infinity's optimum engine). Every server is driven by the same load driver
 # (scripts/bench/load.py: N concurrent closed-loop clients, same requests) over the same seeded
 # long-tail workload (scripts/bench/workload.py). Rounds are interleaved (A B C ... A B C ...) and
 # the best round per contender is kept; the table lists every round.
@@ -24,7 +24,7 @@
 # Nothing is written into the repository. A contender that cannot be installed or run gets a
 # line that says why, and the run goes on.
 #
-# Usage: scripts/bench-compare.sh
+# Usage: scripts/bench/compare.sh
 #
 # Environment (all optional):
 #   RERANKD_BENCH_OUT           results folder (default /tmp/rerankd-bench-results)
@@ -62,7 +62,7 @@
 # The comparison itself takes about 20-25 min on 2 cores with the defaults.
 # The machine should be otherwise idle: the table shows the load average at start and end.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 T0=$SECONDS
 export RERANKD_BENCH_CACHE="${RERANKD_BENCH_CACHE:-${RERANKD_CACHE:-$HOME/.cache/rerankd}/bench}"
@@ -112,7 +112,8 @@ else
   if (source scripts/env.sh && cargo build --release --bin rerankd >"$OUT/cargo-build.log" 2>&1); then
     export BENCH_BIN="$ROOT/target/release/rerankd"
   else
-    export BENCH_BIN_ERROR="cargo build failed: $(tail -n 1 "$OUT/cargo-build.log")"
+    BENCH_BIN_ERROR="cargo build failed: $(tail -n 1 "$OUT/cargo-build.log")"
+    export BENCH_BIN_ERROR
     say "  $BENCH_BIN_ERROR"
   fi
 fi
@@ -131,7 +132,8 @@ if MODELS="$(RERANKD_VENV="$PROJECT_VENV" bash scripts/setup-models.sh 2>"$OUT/s
   [[ -f "$MODELS/minilm-pair/model.pt" ]]; then
   export BENCH_FIDELITY_MODEL="$MODELS/minilm-pair"
 else
-  export BENCH_FIDELITY_ERROR="scripts/setup-models.sh failed: $(tail -n 1 "$OUT/setup-models.err")"
+  BENCH_FIDELITY_ERROR="scripts/setup-models.sh failed: $(tail -n 1 "$OUT/setup-models.err")"
+  export BENCH_FIDELITY_ERROR
 fi
 
 if [[ -n "${BENCH_INFINITY_PY:-}" ]]; then
@@ -145,9 +147,11 @@ if [[ -n "${BENCH_INFINITY_PY:-}" ]]; then
     fi
   fi
   if [[ -f "$ONNX_DIR/export.json" ]]; then
-    export BENCH_ONNX_DIR="$ONNX_DIR" BENCH_ONNX_METHOD="$(cat "$ONNX_DIR/export.json")"
+    BENCH_ONNX_METHOD="$(cat "$ONNX_DIR/export.json")"
+    export BENCH_ONNX_DIR="$ONNX_DIR" BENCH_ONNX_METHOD
   else
-    export BENCH_ONNX_ERROR="ONNX export failed: $(cat "$ONNX_DIR.failed" 2>/dev/null)"
+    BENCH_ONNX_ERROR="ONNX export failed: $(cat "$ONNX_DIR.failed" 2>/dev/null || true)"
+    export BENCH_ONNX_ERROR
   fi
 else
   export BENCH_ONNX_ERROR="needs the Infinity venv (${BENCH_INFINITY_ERROR:-})"
