@@ -24,18 +24,21 @@
 //!
 //! See ARCHITECTURE.md for the invariants that hold these together.
 
-pub mod aggregate;
+// The crate's surface: what `main.rs`, the integration tests (tests/it) and
+// the benches (benches/) use. The rest is the crate's own.
 pub mod batcher;
 pub mod config;
 pub mod error;
-pub mod gpu;
 pub mod grpc;
-pub mod infer;
-pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod serving;
 pub mod tokenize;
-pub mod worker;
+
+pub(crate) mod aggregate;
+pub(crate) mod gpu;
+pub(crate) mod infer;
+pub(crate) mod metrics;
+pub(crate) mod worker;
 
 pub use error::Error;

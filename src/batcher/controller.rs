@@ -204,23 +204,6 @@ impl Controller {
         }
     }
 
-    /// A measurement of bytes per padded token (peak memory of a batch over
-    /// its padded tokens), from warm-up or a served batch. Averaged with what
-    /// was known, so one odd batch does not swing the budget.
-    pub fn on_bytes_per_token(&mut self, bytes_per_token: f64) {
-        if bytes_per_token.is_finite() && bytes_per_token > 0.0 {
-            self.bytes_per_token = if self.batches == 0 {
-                bytes_per_token
-            } else {
-                0.5 * (self.bytes_per_token + bytes_per_token)
-            };
-            self.bytes_per_token_measured = true;
-            if let Some(reading) = self.last_reading {
-                self.on_memory(reading);
-            }
-        }
-    }
-
     /// A batch of `padded_tokens` ran. Grows the budget additively after
     /// enough successes in a row, if memory allows.
     pub fn on_success(&mut self, padded_tokens: usize) {
@@ -551,15 +534,5 @@ mod tests {
         }
         // 8 GiB × 0.5 ÷ 1 MiB.
         assert_eq!(controller.budget_tokens(), 4096);
-    }
-
-    #[test]
-    fn measured_bytes_per_token_resize_the_budget() {
-        let mut controller = Controller::new(config(), Some(reading(8)));
-        controller.on_bytes_per_token(2.0 * 1024.0 * 1024.0);
-        assert_eq!(controller.budget_tokens(), 2048);
-        controller.on_bytes_per_token(f64::NAN);
-        controller.on_bytes_per_token(0.0);
-        assert_eq!(controller.state().bytes_per_token, 2.0 * 1024.0 * 1024.0);
     }
 }

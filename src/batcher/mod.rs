@@ -8,7 +8,7 @@
 //! Must never: know about tonic or protobuf, or read a clock or device inside
 //! its pure parts (`controller`).
 
-pub mod controller;
-pub mod histogram;
+pub(crate) mod controller;
+pub(crate) mod histogram;
 pub mod queue;
-pub mod scheduler;
+pub(crate) mod scheduler;

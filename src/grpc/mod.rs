@@ -6,11 +6,11 @@
 //! convert and call `Infer`).
 
 mod convert;
-pub mod deadline;
-pub mod progressive;
-pub mod service;
-pub mod stream;
-pub mod trace;
+pub(crate) mod deadline;
+pub(crate) mod progressive;
+pub(crate) mod service;
+pub(crate) mod stream;
+pub(crate) mod trace;
 
 /// Generated from `proto/rerank/v1/rerank.proto`, in the API crate that
 /// the bench shares.

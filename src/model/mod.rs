@@ -6,12 +6,12 @@
 //! never: depend on tonic or on the request path; a `Scorer` is synchronous
 //! and lives on the model thread.
 
-pub mod batch;
+pub(crate) mod batch;
 pub mod golden;
 pub mod precision;
-pub mod spec;
+pub(crate) mod spec;
 pub mod torch;
-pub mod warmup;
+pub(crate) mod warmup;
 
 pub use batch::{EncodedPair, PaddedBatch};
 pub use precision::{DeviceSpec, Dtype, DtypeRequest};
