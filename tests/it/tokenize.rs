@@ -320,3 +320,88 @@ fn a_request_counts_the_windows_of_its_chunked_documents() {
     assert_eq!(encoded.truncated, 0);
     assert!(encoded.is_chunked());
 }
+
+/// Texts that stress where a cut may fall: accents, CJK, emoji, digits,
+/// punctuation glued to words, runs of spaces, tabs, newlines, no-break
+/// spaces, and words over 100 characters (WordPiece makes one [UNK] of
+/// them, so a cut inside one would change its tokens).
+fn hostile_text(seed: u64, bytes: usize) -> String {
+    const PIECES: &[&str] = &[
+        "the",
+        "market",
+        "river",
+        "Paris",
+        "café",
+        "naïve",
+        "東京",
+        "タワー",
+        "🎉",
+        "2026",
+        "3.14",
+        "don't",
+        "(see",
+        "below)",
+        "e-mail",
+        "mix,",
+        "end.",
+        "Über",
+        "straße",
+        "\u{a0}",
+        "  ",
+        "\t",
+        "\n",
+        "—",
+        "ﬁne",
+    ];
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    let mut text = String::new();
+    while text.len() < bytes {
+        match next() % 40 {
+            0 => text.push_str(&"x".repeat(90 + next() % 40)),
+            1 => text.push_str(&"ab".repeat(60)),
+            _ => text.push_str(PIECES[next() % PIECES.len()]),
+        }
+        if next() % 6 != 0 {
+            text.push(' ');
+        }
+    }
+    text
+}
+
+#[test]
+fn a_long_document_cut_on_the_right_matches_the_whole_documents_truncation() {
+    // The tokenizer reads only a prefix of such a document; the result must
+    // be what cutting the whole document's tokens gives.
+    let query = "where is the market in the old town";
+    for model in ["minilm-pair", "tiny-bert", "tiny-xlmr"] {
+        for max_length in [16, 64, 512] {
+            let tokenizer = tokenizer(model, max_length);
+            for seed in 0..25 {
+                let bytes = [200, 3_000, 9_000, 40_000][seed as usize % 4];
+                let document = hostile_text(seed, bytes);
+                let ours = one(&tokenizer, query, &document, RIGHT);
+                let reference =
+                    hugging_face_truncation(model, max_length, Side::Right, query, &document);
+                assert_eq!(
+                    ours.input_ids, reference,
+                    "{model}, window {max_length}, seed {seed}: {document:?}"
+                );
+                let fits = tokenizer
+                    .encode_pair(query, &document, 0, tokenizer.fit(Overflow::Refuse))
+                    .is_ok();
+                assert_eq!(
+                    ours.truncated, !fits,
+                    "{model}, window {max_length}, seed {seed}"
+                );
+            }
+        }
+    }
+}
