@@ -24,7 +24,7 @@ use rerankd::grpc::pb::reranker_client::RerankerClient;
 use rerankd::model::torch::TorchScorer;
 use rerankd::model::{DeviceSpec, DtypeRequest, EncodedPair, ModelDir, PaddedBatch, Scorer};
 use rerankd::server;
-use rerankd::tokenize::{Overflow, PairTokenizer, Side};
+use rerankd::tokenize::{Abandon, Overflow, PairTokenizer, Side};
 use tonic::transport::Channel;
 
 const CLIENTS: usize = 16;
@@ -210,7 +210,12 @@ fn main() {
     let total = CLIENTS * REQUESTS_PER_CLIENT * DOCUMENTS_PER_REQUEST;
     let docs = documents(total);
     let encoded = tokenizer
-        .encode_request(QUERY, &docs, tokenizer.fit(Overflow::Truncate(Side::Right)))
+        .encode_request(
+            QUERY,
+            &docs,
+            tokenizer.fit(Overflow::Truncate(Side::Right)),
+            &Abandon::default(),
+        )
         .unwrap();
     println!(
         "model {} ({}), {total} pairs, {} tokens, {dtype}, {} libtorch threads, best of {rounds} rounds",

@@ -68,6 +68,12 @@ pub enum Error {
     #[error("the request's deadline passed before its documents were scored")]
     DeadlineExceeded,
 
+    /// The client went away (cancelled, or its connection closed) while
+    /// the request was being worked on; nobody reads this answer, but the
+    /// work stops.
+    #[error("the client cancelled the request")]
+    Cancelled,
+
     /// The tokenizer rejected an input.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -124,6 +130,7 @@ impl From<Error> for tonic::Status {
                 status
             }
             Error::DeadlineExceeded => tonic::Status::deadline_exceeded(message),
+            Error::Cancelled => tonic::Status::cancelled(message),
             Error::Unavailable(_) | Error::Loading | Error::WorkerOut { .. } => {
                 tonic::Status::unavailable(message)
             }
@@ -217,6 +224,7 @@ mod tests {
             Code::DeadlineExceeded,
             "deadline passed",
         );
+        check(Error::Cancelled, Code::Cancelled, "cancelled");
         let overloaded = tonic::Status::from(Error::Overloaded {
             queued_pairs: 9000,
             retry_after: std::time::Duration::from_millis(1500),

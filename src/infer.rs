@@ -19,7 +19,7 @@ use crate::batcher::scheduler::{Batcher, BatcherStats, Progress, RequestScores};
 use crate::config::InferConfig;
 use crate::error::Error;
 use crate::model::{Activation, DeviceSpec, Dtype, EncodedPair, ScoreError};
-use crate::tokenize::{ChunkPlan, EncodedRequest, Fit, Overflow, PairTokenizer, Side};
+use crate::tokenize::{Abandon, ChunkPlan, EncodedRequest, Fit, Overflow, PairTokenizer, Side};
 
 /// What the server runs, as `ModelInfo` reports it.
 #[derive(Debug, Clone)]
@@ -213,8 +213,11 @@ impl Infer {
 
         let tokenizer = Arc::clone(&self.tokenizer);
         let fit = tokenizer.fit(long.overflow(&self.config));
+        // Dropped with this future when the client cancels or times out:
+        // the tokenizing thread then stops at the next document.
+        let (abandon, _abandon_on_drop) = Abandon::new(deadline);
         let (encoded, documents) = tokenize(move || {
-            let encoded = tokenizer.encode_request(&query, &documents, fit)?;
+            let encoded = tokenizer.encode_request(&query, &documents, fit, &abandon)?;
             Ok((encoded, documents))
         })
         .await?;
@@ -254,7 +257,8 @@ impl Infer {
             max_length: max_length.unwrap_or(tokenizer.max_length()),
             overflow: long.overflow(&self.config),
         };
-        let encoded = tokenize(move || tokenizer.encode_pairs(&pairs, fit)).await?;
+        let (abandon, _abandon_on_drop) = Abandon::new(deadline);
+        let encoded = tokenize(move || tokenizer.encode_pairs(&pairs, fit, &abandon)).await?;
         let (raw, usage, mut timings) = self
             .score_encoded(encoded, long.aggregate(), deadline, started, None)
             .await?;

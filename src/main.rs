@@ -32,15 +32,26 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
-        Command::Bench(args) => {
-            rerankd_bench::run(args).await?;
-            Ok(())
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let result = runtime.block_on(async {
+        match Cli::parse().command {
+            Command::Serve(args) => serve(args).await,
+            Command::Bench(args) => {
+                rerankd_bench::run(args).await?;
+                Ok(())
+            }
         }
-    }
+    });
+    // Dropping a runtime waits for every blocking task: tokenizing for a
+    // request nobody waits for any more would keep the process alive past
+    // its grace period. Serving has ended (and joined the model threads):
+    // such work gets a moment to see it was abandoned, no more.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -20,7 +20,7 @@ use crate::model::precision::{cpu_has_native_bf16, resolve_dtype};
 use crate::model::torch::{tch_device, TorchScorer};
 use crate::model::warmup::{load_for_serving, GoldenBatch, LoadPlan, LoadReport};
 use crate::model::{DeviceSpec, Dtype, EncodedPair, ModelDir, PaddedBatch, Scorer};
-use crate::tokenize::{Fit, Overflow, PairTokenizer, Side};
+use crate::tokenize::{Abandon, Fit, Overflow, PairTokenizer, Side};
 use crate::worker::calibrate::{calibrate, Calibration, CalibrationPlan};
 use crate::worker::thread::ModelThread;
 
@@ -302,7 +302,12 @@ fn prepare(
             overflow: Overflow::Truncate(Side::Right),
         };
         for group in set.groups {
-            let encoded = tokenizer.encode_request(&group.query, &group.documents, fit)?;
+            let encoded = tokenizer.encode_request(
+                &group.query,
+                &group.documents,
+                fit,
+                &Abandon::default(),
+            )?;
             golden.push(GoldenBatch {
                 batch: batch(&encoded.pairs),
                 expected: group.scores,
@@ -321,6 +326,7 @@ fn prepare(
             "A short one.".to_string(),
         ],
         tokenizer.fit(Overflow::Refuse),
+        &Abandon::default(),
     )?;
     let long_document = "calibration ".repeat(spec.max_length);
     let window_pair = tokenizer

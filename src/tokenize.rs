@@ -21,6 +21,9 @@
 //! in a 512-token window costs about 4 KB of tokenizing, not 60.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use tokenizers::utils::truncation::{
     truncate_encodings, TruncationDirection, TruncationParams, TruncationStrategy,
@@ -29,6 +32,52 @@ use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
 use crate::error::Error;
 use crate::model::EncodedPair;
+
+/// When to give up tokenizing a request: its client has gone (the guard
+/// `Abandon::new` returns was dropped with the request's future) or its
+/// deadline has passed. Checked between documents, so work nobody waits
+/// for stops within one document (a right cut tokenizes only a prefix;
+/// a chunked one is bounded by `--max-document-bytes`).
+#[derive(Debug, Clone, Default)]
+pub struct Abandon {
+    gone: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+}
+
+/// Marks its `Abandon` gone when dropped: held by the request's future, so
+/// a cancelled or timed-out request drops it.
+#[derive(Debug)]
+pub struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Abandon {
+    /// A check for a request with `deadline`, and the guard that marks it
+    /// gone.
+    pub fn new(deadline: Option<Instant>) -> (Abandon, AbandonOnDrop) {
+        let gone = Arc::new(AtomicBool::new(false));
+        let guard = AbandonOnDrop(Arc::clone(&gone));
+        (Abandon { gone, deadline }, guard)
+    }
+
+    /// `Err` once the work should stop.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            return Err(Error::DeadlineExceeded);
+        }
+        Ok(())
+    }
+}
 
 /// Which end of a text a cut removes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -167,31 +216,41 @@ impl PairTokenizer {
         }
     }
 
-    /// Encodes `(query, document)` for every document.
+    /// Encodes `(query, document)` for every document, unless `abandon`
+    /// says to stop first.
     pub fn encode_request(
         &self,
         query: &str,
         documents: &[String],
         fit: Fit,
+        abandon: &Abandon,
     ) -> Result<EncodedRequest, Error> {
         let windows = documents
             .iter()
             .enumerate()
-            .map(|(index, document)| self.encode_pair(query, document, index, fit))
+            .map(|(index, document)| {
+                abandon.check()?;
+                self.encode_pair(query, document, index, fit)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EncodedRequest::new(windows))
     }
 
-    /// Encodes pairs that each carry their own query (ScorePairs).
+    /// Encodes pairs that each carry their own query (ScorePairs), unless
+    /// `abandon` says to stop first.
     pub fn encode_pairs(
         &self,
         pairs: &[(String, String)],
         fit: Fit,
+        abandon: &Abandon,
     ) -> Result<EncodedRequest, Error> {
         let windows = pairs
             .iter()
             .enumerate()
-            .map(|(index, (query, document))| self.encode_pair(query, document, index, fit))
+            .map(|(index, (query, document))| {
+                abandon.check()?;
+                self.encode_pair(query, document, index, fit)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EncodedRequest::new(windows))
     }

@@ -5,7 +5,7 @@
 
 use crate::common::model_dir;
 use rerankd::model::EncodedPair;
-use rerankd::tokenize::{ChunkPlan, Fit, Overflow, PairTokenizer, Side};
+use rerankd::tokenize::{Abandon, ChunkPlan, Fit, Overflow, PairTokenizer, Side};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 fn tokenizer(model: &str, max_length: usize) -> PairTokenizer {
@@ -104,7 +104,12 @@ fn a_request_counts_tokens_and_truncations() {
     let tokenizer = tokenizer("minilm-pair", 32);
     let documents = vec!["paris".to_string(), words(100), String::new()];
     let encoded = tokenizer
-        .encode_request("capital", &documents, tokenizer.fit(RIGHT))
+        .encode_request(
+            "capital",
+            &documents,
+            tokenizer.fit(RIGHT),
+            &Abandon::default(),
+        )
         .unwrap();
     assert_eq!(encoded.pairs.len(), 3);
     assert_eq!(encoded.truncated, 1);
@@ -310,7 +315,7 @@ fn a_request_counts_the_windows_of_its_chunked_documents() {
         max_chunks: 8,
     }));
     let encoded = tokenizer
-        .encode_request("capital", &documents, fit)
+        .encode_request("capital", &documents, fit, &Abandon::default())
         .unwrap();
     // words(100) is 100 tokens; with a 1-token query each window holds 28.
     assert_eq!(encoded.inputs, 3);
@@ -404,4 +409,31 @@ fn a_long_document_cut_on_the_right_matches_the_whole_documents_truncation() {
             }
         }
     }
+}
+
+#[test]
+fn an_abandoned_request_stops_before_its_next_document() {
+    let tokenizer = tokenizer("minilm-pair", 32);
+    let documents = vec![words(10); 3];
+    let fit = tokenizer.fit(RIGHT);
+    // The request's future was dropped (client gone): nothing more is
+    // tokenized.
+    let (abandon, on_drop) = Abandon::new(None);
+    assert!(tokenizer
+        .encode_request("capital", &documents, fit, &abandon)
+        .is_ok());
+    drop(on_drop);
+    let gone = tokenizer.encode_request("capital", &documents, fit, &abandon);
+    assert!(matches!(gone, Err(rerankd::Error::Cancelled)), "{gone:?}");
+    let pairs = vec![("capital".to_string(), words(10))];
+    assert!(matches!(
+        tokenizer.encode_pairs(&pairs, fit, &abandon),
+        Err(rerankd::Error::Cancelled)
+    ));
+    // Its deadline has passed.
+    let (late, _on_drop) = Abandon::new(Some(std::time::Instant::now()));
+    assert!(matches!(
+        tokenizer.encode_request("capital", &documents, fit, &late),
+        Err(rerankd::Error::DeadlineExceeded)
+    ));
 }
