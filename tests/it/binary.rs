@@ -298,3 +298,98 @@ async fn json_logs_carry_each_requests_span_with_its_traceparent() {
     assert!(span["total_us"].as_u64().unwrap() > 0, "{answered}");
     assert!(span["inference_us"].as_u64().is_some(), "{answered}");
 }
+
+/// Issue 15: clients that send the largest chunked requests the limits
+/// allow and give up after a second must not leave the server tokenizing
+/// for them: a small request is answered, and SIGTERM ends the process
+/// within its grace period, not after the abandoned work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_large_requests_stop_costing_and_do_not_hold_the_exit() {
+    use rerankd::grpc::pb;
+
+    let Spawned {
+        mut child,
+        addr,
+        log,
+        ..
+    } = spawn_server(
+        "minilm-pair",
+        &[
+            ("RERANKD_DRAIN_DELAY_SECS", "0"),
+            ("RERANKD_GRACE_PERIOD_SECS", "3"),
+        ],
+    );
+    // Read its log all along (a closed pipe would fail its writes), kept
+    // for the failure messages.
+    let server_log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&server_log);
+    std::thread::spawn(move || {
+        for line in log.map_while(Result::ok) {
+            keep.lock().unwrap().push(line);
+        }
+    });
+    let log_tail = move || {
+        let lines = server_log.lock().unwrap();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    };
+    // 8 clients x 440 documents of 60 KB (about 26 MB each, inside the
+    // default limits), chunked, so every byte would be tokenized.
+    let document: String = (0..7_500)
+        .map(|w| format!("w{} ", w % 97))
+        .collect::<String>()
+        .chars()
+        .take(60_000)
+        .collect();
+    let mut storm = Vec::new();
+    for c in 0..8 {
+        let mut client = client(addr).await;
+        let mut request = tonic::Request::new(pb::RerankRequest {
+            query: format!("storm {c}"),
+            documents: vec![document.clone(); 440],
+            chunking: Some(pb::Chunking::default()),
+            ..Default::default()
+        });
+        request.set_timeout(std::time::Duration::from_secs(1));
+        storm.push(tokio::spawn(async move { client.rerank(request).await }));
+    }
+    for call in storm {
+        let status = call.await.unwrap().expect_err("a 1 s deadline");
+        assert!(
+            matches!(
+                status.code(),
+                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ),
+            "{status:?}"
+        );
+    }
+    // The server still answers.
+    let answered = client(addr)
+        .await
+        .rerank(request("where is the market", &["a market", "a river"]))
+        .await;
+    assert!(answered.is_ok(), "{answered:?}\n{}", log_tail());
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let pid = child.id();
+    // The grace period is 3 s; 20 s leaves room for a loaded machine, and
+    // is far less than the abandoned work (minutes of tokenizing on 2 cores).
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || child.wait().unwrap()),
+    )
+    .await;
+    let Ok(exit) = waited else {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!(
+            "rerankd did not exit within 20 s of SIGTERM (grace period 3 s):\n{}",
+            log_tail()
+        );
+    };
+    assert!(exit.unwrap().success(), "{}", log_tail());
+}
