@@ -11,7 +11,7 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_starts_from_env_answers_and_stops_on_sigterm() {
     let Spawned {
-        mut child,
+        child,
         addr,
         seen,
         log,
@@ -32,26 +32,7 @@ async fn serve_starts_from_env_answers_and_stops_on_sigterm() {
         .into_inner();
     assert_eq!(response.results.len(), 2);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    // Wait off the runtime: the client's connection task must keep running
-    // to answer the server's GOAWAY.
-    let pid = child.id();
-    let waited = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::task::spawn_blocking(move || child.wait().unwrap()),
-    )
-    .await;
-    let Ok(status) = waited else {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-        panic!("rerankd did not exit within 120 s of SIGTERM");
-    };
-    let status = status.unwrap();
+    let status = terminate(child, std::time::Duration::from_secs(120), String::new).await;
     assert!(status.success(), "rerankd exited with {status}");
     let rest: Vec<String> = log.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:#?}");
@@ -122,6 +103,38 @@ struct Spawned {
     seen: Vec<String>,
     /// The rest of its log.
     log: std::io::Lines<BufReader<std::process::ChildStderr>>,
+}
+
+/// Sends the server SIGTERM and waits, off the runtime (a client's
+/// connection task must keep running to answer the server's GOAWAY), for it
+/// to exit within `within`; SIGKILLs it and fails the test, saying `why`,
+/// if it does not.
+async fn terminate(
+    mut child: std::process::Child,
+    within: std::time::Duration,
+    why: impl FnOnce() -> String,
+) -> std::process::ExitStatus {
+    let pid = child.id();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let waited = tokio::time::timeout(
+        within,
+        tokio::task::spawn_blocking(move || child.wait().unwrap()),
+    )
+    .await;
+    let Ok(exit) = waited else {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!(
+            "rerankd did not exit within {within:?} of SIGTERM: {}",
+            why()
+        );
+    };
+    exit.unwrap()
 }
 
 /// Starts `rerankd serve` on `model` with `env` and waits until it serves.
@@ -308,10 +321,7 @@ async fn abandoned_large_requests_stop_costing_and_do_not_hold_the_exit() {
     use rerankd::grpc::pb;
 
     let Spawned {
-        mut child,
-        addr,
-        log,
-        ..
+        child, addr, log, ..
     } = spawn_server(
         "minilm-pair",
         &[
@@ -369,27 +379,8 @@ async fn abandoned_large_requests_stop_costing_and_do_not_hold_the_exit() {
         .await;
     assert!(answered.is_ok(), "{answered:?}\n{}", log_tail());
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let pid = child.id();
     // The grace period is 3 s; 20 s leaves room for a loaded machine, and
     // is far less than the abandoned work (minutes of tokenizing on 2 cores).
-    let waited = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        tokio::task::spawn_blocking(move || child.wait().unwrap()),
-    )
-    .await;
-    let Ok(exit) = waited else {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-        panic!(
-            "rerankd did not exit within 20 s of SIGTERM (grace period 3 s):\n{}",
-            log_tail()
-        );
-    };
-    assert!(exit.unwrap().success(), "{}", log_tail());
+    let exit = terminate(child, std::time::Duration::from_secs(20), &log_tail).await;
+    assert!(exit.success(), "rerankd exited with {exit}: {}", log_tail());
 }
