@@ -6,7 +6,8 @@
 //! what happens to a pair longer than its window: refuse it, truncate it
 //! (the document side first, on the side asked for; only when the query
 //! alone leaves no room, the longest side), or split the document into
-//! overlapping windows that each carry the whole query. Must never: pad
+//! overlapping windows that each carry the whole query; and stopping
+//! between documents once the request is abandoned (`Abandon`). Must never: pad
 //! (batches pad), run on a tokio worker thread (it is CPU work: callers use
 //! blocking threads), truncate silently when the client said not to, or
 //! combine windows' scores (`aggregate` does).

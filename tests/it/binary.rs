@@ -105,21 +105,34 @@ struct Spawned {
     log: std::io::Lines<BufReader<std::process::ChildStderr>>,
 }
 
-/// Sends the server SIGTERM and waits, off the runtime (a client's
-/// connection task must keep running to answer the server's GOAWAY), for it
-/// to exit within `within`; SIGKILLs it and fails the test, saying `why`,
-/// if it does not.
+/// Sends the server SIGTERM.
+fn sigterm(child: &std::process::Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+/// Sends the server SIGTERM, then waits for its exit (`exit_within`).
 async fn terminate(
+    child: std::process::Child,
+    within: std::time::Duration,
+    why: impl FnOnce() -> String,
+) -> std::process::ExitStatus {
+    sigterm(&child);
+    exit_within(child, within, why).await
+}
+
+/// Waits, off the runtime (a client's connection task must keep running to
+/// answer the server's GOAWAY), for the server to exit within `within`;
+/// SIGKILLs it and fails the test, saying `why`, if it does not.
+async fn exit_within(
     mut child: std::process::Child,
     within: std::time::Duration,
     why: impl FnOnce() -> String,
 ) -> std::process::ExitStatus {
     let pid = child.id();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
     let waited = tokio::time::timeout(
         within,
         tokio::task::spawn_blocking(move || child.wait().unwrap()),
@@ -175,10 +188,7 @@ async fn sigterm_under_load_finishes_every_accepted_request_and_exits_0() {
 
     // The slow default model, so that work is queued when SIGTERM comes.
     let Spawned {
-        mut child,
-        addr,
-        log,
-        ..
+        child, addr, log, ..
     } = spawn_server(
         "minilm-pair",
         &[
@@ -219,11 +229,7 @@ async fn sigterm_under_load_finishes_every_accepted_request_and_exits_0() {
         tokio::task::yield_now().await;
     }
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(&child);
     assert_eq!(
         next_status(&mut watch).await,
         Some(ServingStatus::NotServing as i32),
@@ -240,19 +246,10 @@ async fn sigterm_under_load_finishes_every_accepted_request_and_exits_0() {
         let response = response.unwrap_or_else(|e| panic!("client {c} lost its request: {e:?}"));
         assert_eq!(response.into_inner().results.len(), 24);
     }
-    let pid = child.id();
-    let waited = tokio::time::timeout(
-        std::time::Duration::from_secs(300),
-        tokio::task::spawn_blocking(move || child.wait().unwrap()),
-    )
+    let exit = exit_within(child, std::time::Duration::from_secs(300), || {
+        "its grace period is 300 s".into()
+    })
     .await;
-    let Ok(exit) = waited else {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-        panic!("rerankd did not exit within its grace period");
-    };
-    let exit = exit.unwrap();
     assert!(exit.success(), "rerankd exited with {exit}");
     let rest: Vec<String> = log.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("draining")), "{rest:#?}");
