@@ -30,6 +30,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up and taken apart at once: its size costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load a model directory and serve rerank.v1.Reranker over gRPC.
@@ -108,6 +110,15 @@ pub struct ServeArgs {
         default_value_t = InferConfig::default().max_chunks_per_document
     )]
     pub max_chunks_per_document: usize,
+
+    /// Most bytes of requests the server holds at once: messages while they
+    /// arrive, then their text and token ids until answered. Past it a
+    /// request gets RESOURCE_EXHAUSTED with retry-after; the last eighth is
+    /// kept for requests of at most 1/64 of it, so a storm of large ones
+    /// never shuts out ordinary ones. Peak RSS stays under the idle RSS plus
+    /// three times this (README, "Memory").
+    #[arg(long, env = "RERANKD_MAX_INFLIGHT_BYTES", default_value_t = InferConfig::default().max_inflight_bytes)]
+    pub max_inflight_bytes: usize,
 
     /// Most pairs the model runs in one forward pass. Batches hold pairs of
     /// every queued request, up to this many and up to the token budget.
@@ -231,6 +242,31 @@ pub struct ServeArgs {
     )]
     pub max_connection_age_secs: u64,
 
+    /// Most open client connections; one more is closed as soon as it is
+    /// accepted (its client sees UNAVAILABLE), until one closes.
+    #[arg(long, env = "RERANKD_MAX_CONNECTIONS", default_value_t = ServerConfig::default().max_connections)]
+    pub max_connections: usize,
+
+    /// Seconds a new connection has to send its first 24 bytes (the HTTP/2
+    /// preface, or the start of a TLS handshake) before it is closed, so
+    /// connections that never speak do not pile up (0: no limit).
+    #[arg(
+        long,
+        env = "RERANKD_HANDSHAKE_TIMEOUT_SECS",
+        default_value_t = ServerConfig::default().handshake_timeout.map_or(0, |d| d.as_secs())
+    )]
+    pub handshake_timeout_secs: u64,
+
+    /// Seconds a request message may take to arrive once its first byte
+    /// has; past it the call ends with DEADLINE_EXCEEDED and its bytes are
+    /// released (0: no limit). 32 MiB at 10 Mbit/s takes 27 s.
+    #[arg(
+        long,
+        env = "RERANKD_MESSAGE_READ_TIMEOUT_SECS",
+        default_value_t = ServerConfig::default().message_read_timeout.map_or(0, |d| d.as_secs())
+    )]
+    pub message_read_timeout_secs: u64,
+
     /// Log format on stderr: human or json (one object a line).
     #[arg(long, env = "RERANKD_LOG_FORMAT", default_value = "human")]
     pub log_format: LogFormat,
@@ -271,6 +307,8 @@ pub struct InferConfig {
     pub max_document_bytes: usize,
     /// Most windows per chunked document; at least 1.
     pub max_chunks_per_document: usize,
+    /// The in-flight byte budget (`inflight`).
+    pub max_inflight_bytes: usize,
     /// What the batcher takes, as it takes it. Start-up fills in only what
     /// the model decides (padding id, token types, the window as the
     /// smallest budget).
@@ -309,6 +347,7 @@ impl Default for InferConfig {
             max_documents: 1000,
             max_document_bytes: 64 * 1024,
             max_chunks_per_document: 64,
+            max_inflight_bytes: 256 * 1024 * 1024,
             batcher: BatcherConfig {
                 min_padding_efficiency: default_padding_floor(DeviceSpec::Cpu),
                 batch_overhead_tokens: default_batch_overhead(DeviceSpec::Cpu),
@@ -332,6 +371,9 @@ pub struct ServerConfig {
     pub keepalive_timeout: Duration,
     pub max_concurrent_streams: u32,
     pub max_connection_age: Option<Duration>,
+    pub max_connections: usize,
+    pub handshake_timeout: Option<Duration>,
+    pub message_read_timeout: Option<Duration>,
 }
 
 /// PEM files for TLS.
@@ -354,6 +396,9 @@ impl Default for ServerConfig {
             keepalive_timeout: Duration::from_secs(10),
             max_concurrent_streams: 1024,
             max_connection_age: None,
+            max_connections: 10_000,
+            handshake_timeout: Some(Duration::from_secs(10)),
+            message_read_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -377,6 +422,7 @@ impl ServeArgs {
             max_documents: self.max_documents,
             max_document_bytes: self.max_document_bytes,
             max_chunks_per_document: self.max_chunks_per_document.max(1),
+            max_inflight_bytes: self.max_inflight_bytes,
             batcher: BatcherConfig {
                 max_batch_pairs: self.max_batch_pairs.max(1),
                 max_queue_delay: Duration::from_millis(self.max_queue_delay_ms),
@@ -415,6 +461,9 @@ impl ServeArgs {
             keepalive_timeout: Duration::from_secs(self.http2_keepalive_timeout_secs),
             max_concurrent_streams: self.max_concurrent_streams.max(1),
             max_connection_age: seconds(self.max_connection_age_secs),
+            max_connections: self.max_connections.max(1),
+            handshake_timeout: seconds(self.handshake_timeout_secs),
+            message_read_timeout: seconds(self.message_read_timeout_secs),
         }
     }
 }

@@ -64,6 +64,29 @@ pub enum Error {
         retry_after: std::time::Duration,
     },
 
+    /// The server holds as many bytes of requests as `--max-inflight-bytes`
+    /// allows; the client should retry after a while.
+    #[error(
+        "the server holds {in_flight} bytes of requests in flight and this request's {bytes} \
+         more would pass its limit of {limit} (--max-inflight-bytes); retry after {} ms",
+        retry_after.as_millis()
+    )]
+    InflightFull {
+        bytes: usize,
+        in_flight: usize,
+        limit: usize,
+        retry_after: std::time::Duration,
+    },
+
+    /// A request's message, once begun, did not arrive within
+    /// `--message-read-timeout-secs`: the server stops waiting for it.
+    #[error(
+        "the request's message did not arrive within {} s of its first byte \
+         (--message-read-timeout-secs); send it faster or raise the limit",
+        timeout.as_secs()
+    )]
+    SlowMessage { timeout: std::time::Duration },
+
     /// The request's deadline passed before it was scored.
     #[error("the request's deadline passed before its documents were scored")]
     DeadlineExceeded,
@@ -121,7 +144,7 @@ impl From<Error> for tonic::Status {
                 tonic::Status::internal(message)
             }
             Error::OutOfMemory { .. } => tonic::Status::resource_exhausted(message),
-            Error::Overloaded { retry_after, .. } => {
+            Error::Overloaded { retry_after, .. } | Error::InflightFull { retry_after, .. } => {
                 let mut status = tonic::Status::resource_exhausted(message);
                 let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 if let Ok(value) = seconds.to_string().parse() {
@@ -129,7 +152,9 @@ impl From<Error> for tonic::Status {
                 }
                 status
             }
-            Error::DeadlineExceeded => tonic::Status::deadline_exceeded(message),
+            Error::DeadlineExceeded | Error::SlowMessage { .. } => {
+                tonic::Status::deadline_exceeded(message)
+            }
             Error::Cancelled => tonic::Status::cancelled(message),
             Error::Unavailable(_) | Error::Loading | Error::WorkerOut { .. } => {
                 tonic::Status::unavailable(message)
@@ -225,6 +250,22 @@ mod tests {
             "deadline passed",
         );
         check(Error::Cancelled, Code::Cancelled, "cancelled");
+        check(
+            Error::SlowMessage {
+                timeout: std::time::Duration::from_secs(60),
+            },
+            Code::DeadlineExceeded,
+            "did not arrive within 60 s",
+        );
+        let full = tonic::Status::from(Error::InflightFull {
+            bytes: 3 << 20,
+            in_flight: 250 << 20,
+            limit: 256 << 20,
+            retry_after: std::time::Duration::from_secs(1),
+        });
+        assert_eq!(full.code(), Code::ResourceExhausted);
+        assert!(full.message().contains("--max-inflight-bytes"), "{full:?}");
+        assert_eq!(full.metadata().get("retry-after").unwrap(), "1");
         let overloaded = tonic::Status::from(Error::Overloaded {
             queued_pairs: 9000,
             retry_after: std::time::Duration::from_millis(1500),

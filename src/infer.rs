@@ -4,8 +4,9 @@
 //! scores in input order.
 //!
 //! Owns: request validation, the ranking order (raw score descending, ties
-//! in input order) and usage/timing accounting; scoring goes through the
-//! shared batcher. Must never: know about tonic or
+//! in input order), usage/timing accounting, and a request's charge on the
+//! in-flight byte budget (its text on arrival, its token ids once made,
+//! held until it is answered); scoring goes through the shared batcher. Must never: know about tonic or
 //! protobuf (the gRPC layer converts), touch libtorch (the model thread does),
 //! or tokenize on a tokio worker thread.
 
@@ -18,6 +19,7 @@ use crate::aggregate::{Aggregate, Gather};
 use crate::batcher::scheduler::{Batcher, BatcherStats, Progress, RequestScores};
 use crate::config::InferConfig;
 use crate::error::Error;
+use crate::inflight::{Charge, InflightBytes};
 use crate::model::{Activation, DeviceSpec, Dtype, EncodedPair, ScoreError};
 use crate::tokenize::{Abandon, ChunkPlan, EncodedRequest, Fit, Overflow, PairTokenizer, Side};
 
@@ -155,6 +157,7 @@ pub struct Infer {
     batcher: Batcher,
     info: Arc<ModelInfo>,
     config: InferConfig,
+    inflight: Arc<InflightBytes>,
 }
 
 impl Infer {
@@ -168,8 +171,15 @@ impl Infer {
             tokenizer: Arc::new(tokenizer),
             batcher,
             info: Arc::new(info),
+            inflight: InflightBytes::new(config.max_inflight_bytes),
             config,
         }
+    }
+
+    /// The in-flight byte budget, which the transport also charges while a
+    /// message arrives.
+    pub fn inflight(&self) -> &Arc<InflightBytes> {
+        &self.inflight
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -201,6 +211,11 @@ impl Infer {
     ) -> Result<Reranked, Error> {
         let started = Instant::now();
         validate(&query, &self.config)?;
+        // The answer copies the documents when asked to return them.
+        let copies = if query.return_documents { 2 } else { 1 };
+        let mut charge = self
+            .inflight
+            .charge(copies * text_bytes(std::iter::once(&query.query).chain(&query.documents)))?;
         let RerankQuery {
             query,
             documents,
@@ -221,6 +236,7 @@ impl Infer {
             Ok((encoded, documents))
         })
         .await?;
+        charge_encoded(&mut charge, &encoded)?;
         let (raw, usage, mut timings) = self
             .score_encoded(encoded, long.aggregate(), deadline, started, progress)
             .await?;
@@ -245,6 +261,9 @@ impl Infer {
     pub async fn score_pairs(&self, query: PairsQuery) -> Result<ScoredPairs, Error> {
         let started = Instant::now();
         validate_pairs(&query, &self.config, self.info.max_length)?;
+        let mut charge = self
+            .inflight
+            .charge(text_bytes(query.pairs.iter().flat_map(|(q, d)| [q, d])))?;
         let PairsQuery {
             pairs,
             normalize,
@@ -259,6 +278,7 @@ impl Infer {
         };
         let (abandon, _abandon_on_drop) = Abandon::new(deadline);
         let encoded = tokenize(move || tokenizer.encode_pairs(&pairs, fit, &abandon)).await?;
+        charge_encoded(&mut charge, &encoded)?;
         let (raw, usage, mut timings) = self
             .score_encoded(encoded, long.aggregate(), deadline, started, None)
             .await?;
@@ -377,6 +397,21 @@ impl Infer {
         }
         answer
     }
+}
+
+/// What a `String` costs beyond its bytes (pointer, capacity, length).
+const STRING_OVERHEAD: usize = std::mem::size_of::<String>();
+
+/// Bytes of request text, as held in memory.
+fn text_bytes<'a>(texts: impl IntoIterator<Item = &'a String>) -> usize {
+    texts.into_iter().map(|t| t.len() + STRING_OVERHEAD).sum()
+}
+
+/// Adds a request's token ids to its charge: two i64 a token (ids and
+/// token types) and, a pair, its vectors and its owner.
+fn charge_encoded(charge: &mut Charge, encoded: &EncodedRequest) -> Result<(), Error> {
+    let per_pair = std::mem::size_of::<EncodedPair>() + std::mem::size_of::<usize>();
+    charge.grow(encoded.tokens * 2 * std::mem::size_of::<i64>() + encoded.pairs.len() * per_pair)
 }
 
 /// Runs tokenizer work on a blocking thread, never on a tokio worker.

@@ -9,6 +9,8 @@
 //! - [`tokenize`]: (query, document) text to token ids: truncation and
 //!   splitting long documents into windows.
 //! - [`aggregate`]: window scores back into one score per document.
+//! - [`inflight`]: the in-flight byte budget (`--max-inflight-bytes`).
+//! - [`listener`]: accepting connections: their limit and handshake timeout.
 //! - [`batcher`]: batch sizing (controller), batch cutting (queue), and the
 //!   scheduler that feeds every worker.
 //! - [`worker`]: what runs on a model thread: the thread, split-and-retry on
@@ -38,6 +40,8 @@ pub mod tokenize;
 pub(crate) mod aggregate;
 pub(crate) mod gpu;
 pub(crate) mod infer;
+pub(crate) mod inflight;
+pub(crate) mod listener;
 pub(crate) mod metrics;
 pub(crate) mod worker;
 

@@ -1,6 +1,8 @@
 //! Serving: `rerank.v1.Reranker`, `grpc.health.v1` and gRPC reflection (v1
 //! and v1alpha) on one port, the transport settings (TLS or mutual TLS,
-//! HTTP/2 keepalive, concurrent streams, connection age), the Prometheus
+//! HTTP/2 keepalive, concurrent streams, connection age, the connection
+//! limit and handshake timeout of `listener`, the Reranker's message
+//! budget and read timeout of `grpc::receive`), the Prometheus
 //! endpoint, and the server's life.
 //!
 //! The life: the port is bound before the model loads, and health says
@@ -26,7 +28,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -35,8 +36,10 @@ use tonic_health::ServingStatus;
 use crate::config::{ServerConfig, TlsFiles};
 use crate::error::Error;
 use crate::grpc::pb::reranker_server::RerankerServer;
+use crate::grpc::receive::Receive;
 use crate::grpc::service::{Ready, RerankService};
 use crate::grpc::{deadline, pb};
+use crate::listener::{Incoming, Limits};
 use crate::metrics::Metrics;
 use crate::server::{Loaded, Parts};
 use crate::worker::thread::ModelThread;
@@ -128,7 +131,13 @@ where
     };
     let (stop_accepting, stopped_accepting) = oneshot::channel::<()>();
     let mut grpc = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
+        Incoming::new(
+            listener,
+            Limits {
+                max_connections: config.max_connections,
+                handshake_timeout: config.handshake_timeout,
+            },
+        ),
         async {
             let _ = stopped_accepting.await;
         },
@@ -202,7 +211,12 @@ fn grpc_router(
     ))
     .max_decoding_message_size(config.max_message_bytes)
     .max_encoding_message_size(config.max_message_bytes);
-    let reranker = InterceptedService::new(reranker, deadline::stamp);
+    let reranker = Receive::new(
+        InterceptedService::new(reranker, deadline::stamp),
+        Arc::clone(ready),
+        config.max_message_bytes,
+        config.message_read_timeout,
+    );
 
     let mut builder = Server::builder()
         .http2_keepalive_interval(config.keepalive_interval)

@@ -17,6 +17,7 @@ use crate::infer::{
     Chunking, LongDocuments, ModelInfo, PairsQuery, RerankQuery, Reranked, ScoredPairs, Timings,
     Usage,
 };
+use crate::inflight::InflightBytes;
 use crate::tokenize::Side;
 
 fn micros(duration: Duration) -> u64 {
@@ -154,7 +155,7 @@ pub(super) fn to_pairs_response(
     }
 }
 
-pub(super) fn to_stats(stats: &BatcherStats) -> pb::StatsResponse {
+pub(super) fn to_stats(stats: &BatcherStats, inflight: &InflightBytes) -> pb::StatsResponse {
     let devices = stats
         .workers
         .iter()
@@ -190,6 +191,8 @@ pub(super) fn to_stats(stats: &BatcherStats) -> pb::StatsResponse {
     pb::StatsResponse {
         devices,
         queued_pairs: stats.queued_pairs as u64,
+        inflight_bytes: inflight.used() as u64,
+        max_inflight_bytes: inflight.limit() as u64,
     }
 }
 

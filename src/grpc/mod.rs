@@ -8,6 +8,7 @@
 mod convert;
 pub(crate) mod deadline;
 pub(crate) mod progressive;
+pub(crate) mod receive;
 pub(crate) mod service;
 pub(crate) mod stream;
 pub(crate) mod trace;

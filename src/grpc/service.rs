@@ -168,7 +168,8 @@ impl Reranker for RerankService {
         &self,
         _request: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
-        Ok(Response::new(to_stats(&self.infer()?.stats())))
+        let infer = self.infer()?;
+        Ok(Response::new(to_stats(&infer.stats(), infer.inflight())))
     }
 
     async fn model_info(

@@ -15,7 +15,7 @@ const ORDER: &[&[&str]] = &[
     &["infer"],
     &["batcher"],
     &["worker"],
-    &["tokenize", "aggregate", "model", "gpu"],
+    &["tokenize", "aggregate", "model", "gpu", "inflight"],
 ];
 
 fn rank(module: &str) -> Option<usize> {

@@ -14,6 +14,7 @@ mod binary;
 mod clients;
 mod exported_models;
 mod layers;
+mod limits;
 mod long_documents;
 mod progressive;
 mod rerank;

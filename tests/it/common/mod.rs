@@ -77,6 +77,20 @@ where
     S: Scorer + 'static,
     W: Fn(TorchScorer) -> S + Clone + Send + 'static,
 {
+    start_server_serving(config, infer, ServerConfig::default(), wrap)
+}
+
+/// `start_server_wrapped` with transport settings of the test's choosing.
+pub fn start_server_serving<S, W>(
+    config: ModelConfig,
+    infer: InferConfig,
+    server_config: ServerConfig,
+    wrap: W,
+) -> Result<SocketAddr, rerankd::Error>
+where
+    S: Scorer + 'static,
+    W: Fn(TorchScorer) -> S + Clone + Send + 'static,
+{
     let (ready, started) = mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -94,14 +108,9 @@ where
             };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             ready.send(Ok(listener.local_addr().unwrap())).unwrap();
-            serving::serve_loaded(
-                listener,
-                ServerConfig::default(),
-                loaded,
-                std::future::pending(),
-            )
-            .await
-            .unwrap();
+            serving::serve_loaded(listener, server_config, loaded, std::future::pending())
+                .await
+                .unwrap();
         });
     });
     started
