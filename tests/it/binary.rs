@@ -361,10 +361,13 @@ async fn abandoned_large_requests_stop_costing_and_do_not_hold_the_exit() {
     }
     for call in storm {
         let status = call.await.unwrap().expect_err("a 1 s deadline");
+        // Past the in-flight byte budget a request is refused at once.
         assert!(
             matches!(
                 status.code(),
-                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled
+                    | tonic::Code::ResourceExhausted
             ),
             "{status:?}"
         );
@@ -380,4 +383,128 @@ async fn abandoned_large_requests_stop_costing_and_do_not_hold_the_exit() {
     // is far less than the abandoned work (minutes of tokenizing on 2 cores).
     let exit = terminate(child, std::time::Duration::from_secs(20), &log_tail).await;
     assert!(exit.success(), "rerankd exited with {exit}: {}", log_tail());
+}
+
+/// A process's resident memory now and at its peak, in bytes
+/// (/proc/PID/status: VmRSS, VmHWM).
+fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Issue 15's storm: 64 clients each send the largest Rerank the limits
+/// allow (500 documents of 64 KiB: 32 MB, under --max-message-bytes), and 4
+/// more send chunked ones, all at once, while another client sends small
+/// requests. Every call is answered OK or RESOURCE_EXHAUSTED (with
+/// retry-after), every small one OK, and the server's peak RSS stays under
+/// its idle RSS plus three times --max-inflight-bytes (README, "Memory").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_the_largest_requests_stays_under_the_memory_bound() {
+    use rerankd::grpc::pb;
+
+    // Smaller than the default, so that fewer of the largest requests are
+    // admitted at once and the test scores less; the bound scales with it.
+    const MAX_INFLIGHT: u64 = 128 << 20;
+    let Spawned {
+        child, addr, log, ..
+    } = spawn_server(
+        "tiny-bert",
+        &[
+            ("RERANKD_MAX_INFLIGHT_BYTES", &MAX_INFLIGHT.to_string()),
+            ("RERANKD_DRAIN_DELAY_SECS", "0"),
+        ],
+    );
+    std::thread::spawn(move || log.map_while(Result::ok).for_each(drop));
+    let pid = child.id();
+    let word = |i: usize| format!("w{} ", i % 89);
+    let text = |bytes: usize| -> String {
+        let mut text: String = (0..bytes / 3).map(word).collect();
+        text.truncate(bytes);
+        text
+    };
+    let largest = pb::RerankRequest {
+        query: "the largest request".into(),
+        documents: vec![text(64 * 1024); 500],
+        ..Default::default()
+    };
+    let chunked = pb::RerankRequest {
+        query: "a chunked request".into(),
+        documents: vec![text(8 * 1024); 40],
+        chunking: Some(pb::Chunking::default()),
+        ..Default::default()
+    };
+    // Warm: the allocator, the tokenizer and the model have run once.
+    let mut warm = chunked.clone();
+    warm.documents.truncate(20);
+    client(addr).await.rerank(warm).await.unwrap();
+    let (idle, _) = rss(pid);
+
+    let storm_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::clone(&storm_done);
+    let mut small_client = client(addr).await;
+    let small = tokio::spawn(async move {
+        let mut answered = 0;
+        while !done.load(std::sync::atomic::Ordering::Acquire) {
+            let reply = small_client
+                .rerank(request("where is the market", &["a market", "a river"]))
+                .await;
+            assert!(reply.is_ok(), "a small request during the storm: {reply:?}");
+            answered += 1;
+        }
+        answered
+    });
+    let mut storm = Vec::new();
+    for c in 0..68 {
+        let message = if c < 64 { &largest } else { &chunked };
+        let message = message.clone();
+        let mut client = client(addr).await;
+        storm.push(tokio::spawn(async move { client.rerank(message).await }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for call in storm {
+        match call.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                assert!(status.metadata().get("retry-after").is_some(), "{status:?}");
+                refused += 1;
+            }
+            Err(status) => panic!("a storm request ended {status:?}"),
+        }
+    }
+    storm_done.store(true, std::sync::atomic::Ordering::Release);
+    let small_answered = small.await.unwrap();
+    let (_, peak) = rss(pid);
+    let bound = idle + 3 * MAX_INFLIGHT;
+    eprintln!(
+        "storm: {ok} answered, {refused} refused, {small_answered} small requests answered; \
+         RSS idle {} MiB, peak {} MiB, bound {} MiB",
+        idle >> 20,
+        peak >> 20,
+        bound >> 20
+    );
+    assert!(ok > 0, "no storm request was answered");
+    assert!(
+        peak <= bound,
+        "peak RSS {} MiB over the bound {} MiB (idle {} MiB + 3 x --max-inflight-bytes)",
+        peak >> 20,
+        bound >> 20,
+        idle >> 20
+    );
+    let stats = client(addr)
+        .await
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        stats.inflight_bytes, 0,
+        "bytes left charged after the storm"
+    );
+    let exit = terminate(child, std::time::Duration::from_secs(30), String::new).await;
+    assert!(exit.success(), "rerankd exited with {exit}");
 }
