@@ -12,14 +12,16 @@
 //! blocking threads), truncate silently when the client said not to, or
 //! combine windows' scores (`aggregate` does).
 //!
-//! A document cut on the right is not tokenized in full: only a prefix that
-//! ends at a word boundary and holds more tokens than the window keeps
-//! (`truncate_right_from_prefix`). Tokens before a space that follows a
-//! word do not depend on the text after it, for every pre-tokenizer the
-//! exporter supports (BERT's, Metaspace, byte-level), so the result is the
-//! same as cutting the whole document's tokens; tests/it/tokenize.rs checks
-//! it against the Hugging Face tokenizer's own truncation. A 60 KB document
-//! in a 512-token window costs about 4 KB of tokenizing, not 60.
+//! A truncated document is not tokenized in full: a right cut tokenizes only
+//! a prefix that ends at a word boundary and holds more tokens than the
+//! window keeps, a left cut only such a suffix (`truncate_from_part`).
+//! Tokens before a space that follows a word do not depend on the text
+//! after it, and tokens after a suffix's first word do not depend on the
+//! text before it, for every pre-tokenizer the exporter supports (BERT's,
+//! Metaspace, byte-level), so the result is the same as cutting the whole
+//! document's tokens; tests/it/tokenize.rs checks it against the Hugging
+//! Face tokenizer's own truncation. A 60 KB document in a 512-token window
+//! costs about 4 KB of tokenizing, not 60.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -266,9 +268,9 @@ impl PairTokenizer {
         index: usize,
         fit: Fit,
     ) -> Result<Vec<EncodedPair>, Error> {
-        if fit.overflow == Overflow::Truncate(Side::Right) {
+        if let Overflow::Truncate(side) = fit.overflow {
             if let Some(pair) =
-                self.truncate_right_from_prefix(query, document, index, fit.max_length)?
+                self.truncate_from_part(query, document, index, fit.max_length, side)?
             {
                 return Ok(vec![pair]);
             }
@@ -360,19 +362,21 @@ impl PairTokenizer {
         Ok(to_pair(&self.join(query, document, index)?, true))
     }
 
-    /// A pair cut on the right, tokenizing only as much of the document as
-    /// the window can keep (see the module header); `None` when that saves
-    /// nothing (a short document, a query that fills the window alone, no
-    /// word boundary to cut at) and the whole document is tokenized instead.
-    fn truncate_right_from_prefix(
+    /// A pair cut on `side`, tokenizing only as much of the document as the
+    /// window can keep: a prefix for a right cut, a suffix for a left one
+    /// (see the module header); `None` when that saves nothing (a short
+    /// document, a query that fills the window alone, no word boundary to
+    /// cut at) and the whole document is tokenized instead.
+    fn truncate_from_part(
         &self,
         query: &str,
         document: &str,
         index: usize,
         max_length: usize,
+        side: Side,
     ) -> Result<Option<EncodedPair>, Error> {
         // A token holds at least one character, and rarely more than eight
-        // bytes: start there, and double while the prefix holds too few.
+        // bytes: start there, and double while the part holds too few.
         const FIRST_BYTES_PER_TOKEN: usize = 8;
         let room = max_length.saturating_sub(self.added);
         if document.len() <= room * FIRST_BYTES_PER_TOKEN {
@@ -388,18 +392,24 @@ impl PairTokenizer {
         };
         let mut bytes = (keep + 1) * FIRST_BYTES_PER_TOKEN;
         while bytes < document.len() {
-            let Some(prefix) = word_prefix(document, bytes) else {
+            let part = match side {
+                Side::Right => word_prefix(document, bytes),
+                Side::Left => word_suffix(document, bytes),
+            };
+            let Some(part) = part else {
                 return Ok(None);
             };
             let mut part = self
                 .whole
-                .encode_fast(prefix, false)
+                .encode_fast(part, false)
                 .map_err(tokenizer_error(index))?;
-            // More tokens than the window keeps: the whole document's first
-            // `keep` tokens are these.
-            if part.len() > keep {
+            if holds_the_kept_tokens(&part, keep, side) {
                 part.set_type_ids(vec![1; part.len()]);
-                part.truncate(keep, 0, TruncationDirection::Right);
+                let direction = match side {
+                    Side::Right => TruncationDirection::Right,
+                    Side::Left => TruncationDirection::Left,
+                };
+                part.truncate(keep, 0, direction);
                 part.take_overflowing();
                 return Ok(Some(to_pair(&self.join(query, part, index)?, true)));
             }
@@ -476,6 +486,47 @@ fn word_prefix(text: &str, bytes: usize) -> Option<&str> {
     }
 }
 
+/// The longest suffix of `text` of at most `bytes` bytes that starts with
+/// a space (U+0020) between two characters other than whitespace: the
+/// mirror of `word_prefix`. Its first word may be tokenized otherwise than
+/// inside the whole text (`holds_the_kept_tokens` drops it); every word
+/// after it is tokenized alike.
+fn word_suffix(text: &str, bytes: usize) -> Option<&str> {
+    let mut start = text.len().saturating_sub(bytes);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let tail = &text[start..];
+    let mut from = 0;
+    loop {
+        let space = from + tail[from..].find(' ')?;
+        let before = text[..start + space].chars().next_back();
+        let after = tail[space + 1..].chars().next();
+        if before.is_some_and(|c| !c.is_whitespace()) && after.is_some_and(|c| !c.is_whitespace()) {
+            return Some(&tail[space..]);
+        }
+        from = space + 1;
+    }
+}
+
+/// Whether `part` (a prefix or a suffix of the document) holds the tokens a
+/// cut on `side` keeps: more than `keep` tokens and, for a suffix, none of
+/// the kept ones from its first word, which may be tokenized otherwise than
+/// inside the whole text.
+fn holds_the_kept_tokens(part: &Encoding, keep: usize, side: Side) -> bool {
+    if part.len() <= keep {
+        return false;
+    }
+    match side {
+        Side::Right => true,
+        Side::Left => {
+            let words = part.get_word_ids();
+            let first_kept = part.len() - keep;
+            words[first_kept].is_some() && words[first_kept] != words[0]
+        }
+    }
+}
+
 fn tokenizer_error(index: usize) -> impl Fn(tokenizers::Error) -> Error {
     move |e| Error::Tokenizer(format!("document {index}: {e}"))
 }
@@ -494,7 +545,17 @@ fn to_pair(encoding: &Encoding, truncated: bool) -> EncodedPair {
 
 #[cfg(test)]
 mod tests {
-    use super::word_prefix;
+    use super::{word_prefix, word_suffix};
+
+    #[test]
+    fn a_word_suffix_starts_at_a_space_between_words() {
+        assert_eq!(word_suffix("the old town", 9), Some(" old town"));
+        assert_eq!(word_suffix("the old town", 8), Some(" town"));
+        assert_eq!(word_suffix("the old  town", 12), Some(" old  town"));
+        assert_eq!(word_suffix("the old town", 4), None);
+        assert_eq!(word_suffix("東京 タワー", 10), Some(" タワー"));
+        assert_eq!(word_suffix("trailing ", 9), None);
+    }
 
     #[test]
     fn a_word_prefix_ends_with_a_word_before_a_space() {

@@ -382,30 +382,36 @@ fn hostile_text(seed: u64, bytes: usize) -> String {
 }
 
 #[test]
-fn a_long_document_cut_on_the_right_matches_the_whole_documents_truncation() {
-    // The tokenizer reads only a prefix of such a document; the result must
-    // be what cutting the whole document's tokens gives.
+fn a_long_document_cut_on_either_side_matches_the_whole_documents_truncation() {
+    // The tokenizer reads only a prefix (a suffix, cut on the left) of such
+    // a document; the result must be what cutting the whole document's
+    // tokens gives.
     let query = "where is the market in the old town";
-    for model in ["minilm-pair", "tiny-bert", "tiny-xlmr"] {
-        for max_length in [16, 64, 512] {
-            let tokenizer = tokenizer(model, max_length);
-            for seed in 0..25 {
-                let bytes = [200, 3_000, 9_000, 40_000][seed as usize % 4];
-                let document = hostile_text(seed, bytes);
-                let ours = one(&tokenizer, query, &document, RIGHT);
-                let reference =
-                    hugging_face_truncation(model, max_length, Side::Right, query, &document);
-                assert_eq!(
-                    ours.input_ids, reference,
-                    "{model}, window {max_length}, seed {seed}: {document:?}"
-                );
-                let fits = tokenizer
-                    .encode_pair(query, &document, 0, tokenizer.fit(Overflow::Refuse))
-                    .is_ok();
-                assert_eq!(
-                    ours.truncated, !fits,
-                    "{model}, window {max_length}, seed {seed}"
-                );
+    for (side, overflow) in [
+        (Side::Right, RIGHT),
+        (Side::Left, Overflow::Truncate(Side::Left)),
+    ] {
+        for model in ["minilm-pair", "tiny-bert", "tiny-xlmr"] {
+            for max_length in [16, 64, 512] {
+                let tokenizer = tokenizer(model, max_length);
+                for seed in 0..25 {
+                    let bytes = [200, 3_000, 9_000, 40_000][seed as usize % 4];
+                    let document = hostile_text(seed, bytes);
+                    let ours = one(&tokenizer, query, &document, overflow);
+                    let reference =
+                        hugging_face_truncation(model, max_length, side, query, &document);
+                    assert_eq!(
+                        ours.input_ids, reference,
+                        "{side:?}, {model}, window {max_length}, seed {seed}: {document:?}"
+                    );
+                    let fits = tokenizer
+                        .encode_pair(query, &document, 0, tokenizer.fit(Overflow::Refuse))
+                        .is_ok();
+                    assert_eq!(
+                        ours.truncated, !fits,
+                        "{side:?}, {model}, window {max_length}, seed {seed}"
+                    );
+                }
             }
         }
     }
