@@ -27,9 +27,17 @@ use prometheus_client::registry::Registry;
 use crate::batcher::scheduler::BatcherStats;
 use crate::infer::Timings;
 
-/// Where the batcher's stats come from at scrape time; `None` while the
-/// model is loading.
-pub type StatsSource = Arc<dyn Fn() -> Option<BatcherStats> + Send + Sync>;
+/// Where the batcher's stats and the in-flight bytes come from at scrape
+/// time; `None` while the model is loading.
+pub type StatsSource = Arc<dyn Fn() -> Option<ScrapeStats> + Send + Sync>;
+
+/// What a scrape reads of the loaded model.
+pub struct ScrapeStats {
+    pub batcher: BatcherStats,
+    /// Bytes of requests held now, and `--max-inflight-bytes`.
+    pub inflight_bytes: usize,
+    pub max_inflight_bytes: usize,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -161,9 +169,26 @@ impl Collector for BatcherCollector {
             None,
             MetricType::Gauge,
         )?)?;
-        let Some(stats) = stats else {
+        let Some(ScrapeStats {
+            batcher: stats,
+            inflight_bytes,
+            max_inflight_bytes,
+        }) = stats
+        else {
             return Ok(());
         };
+        ConstGauge::new(inflight_bytes as i64).encode(encoder.encode_descriptor(
+            "inflight_bytes",
+            "Bytes of requests held now: messages arriving, then text and token ids until answered",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstGauge::new(max_inflight_bytes as i64).encode(encoder.encode_descriptor(
+            "max_inflight_bytes",
+            "--max-inflight-bytes: past it a request gets RESOURCE_EXHAUSTED",
+            None,
+            MetricType::Gauge,
+        )?)?;
         ConstGauge::new(stats.queued_pairs as i64).encode(encoder.encode_descriptor(
             "queued_pairs",
             "Pairs admitted and not yet answered (the queue depth)",

@@ -40,7 +40,7 @@ use crate::grpc::receive::Receive;
 use crate::grpc::service::{Ready, RerankService};
 use crate::grpc::{deadline, pb};
 use crate::listener::{Incoming, Limits};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ScrapeStats};
 use crate::server::{Loaded, Parts};
 use crate::worker::thread::ModelThread;
 
@@ -112,7 +112,11 @@ where
     // Weak: a scrape still in flight at exit must not keep the model alive.
     let stats_source = Arc::downgrade(&ready);
     let metrics = Arc::new(Metrics::new(Arc::new(move || {
-        stats_source.upgrade()?.get().map(|infer| infer.stats())
+        stats_source.upgrade()?.get().map(|infer| ScrapeStats {
+            batcher: infer.stats(),
+            inflight_bytes: infer.inflight().used(),
+            max_inflight_bytes: infer.inflight().limit(),
+        })
     })));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;

@@ -298,6 +298,11 @@ async fn metrics_expose_every_documented_metric_with_plausible_values() {
     );
     assert_eq!(value("rerankd_model_ready"), 1.0);
     assert_eq!(value("rerankd_queued_pairs"), 0.0);
+    assert_eq!(value("rerankd_inflight_bytes"), 0.0);
+    assert_eq!(
+        value("rerankd_max_inflight_bytes"),
+        InferConfig::default().max_inflight_bytes as f64
+    );
     let cpu = |name: &str| value(&format!(r#"{name}{{device="cpu"}}"#));
     assert!(cpu("rerankd_batches_total") >= 1.0);
     assert_eq!(cpu("rerankd_batch_pairs_total"), 9.0);
