@@ -16,6 +16,7 @@ mod exported_models;
 mod layers;
 mod long_documents;
 mod progressive;
+mod rapid_reset;
 mod rerank;
 mod score_pairs;
 mod serving;
