@@ -17,8 +17,14 @@ use rerankd::{server, serving};
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A log line that cannot be written is dropped. By default the fmt
+    // layer reports a failed write with `eprintln!`, which panics when stderr
+    // itself is what failed (a log collector that died: EPIPE), and so
+    // failed whatever was logging: a request (its stream reset), or the
+    // shutdown (SIGTERM then left the process hanging).
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_env_filter(filter);
     match format {
         LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
