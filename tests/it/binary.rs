@@ -57,6 +57,8 @@ fn help_explains_every_flag_and_its_env_var() {
         "RERANKD_MAX_MESSAGE_BYTES",
         "RERANKD_MIN_PADDING_EFFICIENCY",
         "RERANKD_MAX_DOCUMENT_BYTES",
+        "RERANKD_MAX_FAILED_BATCHES",
+        "RERANKD_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS",
     ] {
         assert!(help.contains(env), "--help lacks {env}:\n{help}");
     }
