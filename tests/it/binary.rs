@@ -562,3 +562,61 @@ async fn a_closed_stderr_breaks_neither_requests_nor_shutdown() {
     .await;
     assert!(exit.success(), "rerankd exited with {exit}");
 }
+
+/// A log collector that stops reading without closing its end: once the
+/// pipe and the server's log queue are full, log lines are dropped and
+/// counted, and requests go on; when it reads again, the count is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_nobody_reads_blocks_neither_requests_nor_shutdown() {
+    let Spawned {
+        child, addr, log, ..
+    } = spawn_server(
+        "tiny-bert",
+        &[
+            ("RERANKD_DRAIN_DELAY_SECS", "0"),
+            ("RERANKD_GRACE_PERIOD_SECS", "5"),
+        ],
+    );
+    // Nobody reads the log meanwhile: one line per request fills the pipe
+    // (64 KiB: a few hundred lines) and then the log queue (1024 lines).
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let mut client = client(addr).await;
+        clients.push(tokio::spawn(async move {
+            for r in 0..250 {
+                let answered = client
+                    .rerank(request(
+                        &format!("market {c} {r}"),
+                        &["a market", "a river"],
+                    ))
+                    .await;
+                if let Err(status) = answered {
+                    panic!("client {c}, request {r}: {status:?}");
+                }
+            }
+        }));
+    }
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(300), async {
+        for client in clients {
+            client.await.unwrap();
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "2000 requests were not answered in 300 s");
+
+    // The collector reads again.
+    let reader = std::thread::spawn(move || log.map_while(Result::ok).collect::<Vec<_>>());
+    let exit = terminate(child, std::time::Duration::from_secs(30), String::new).await;
+    assert!(exit.success(), "rerankd exited with {exit}");
+    let lines = reader.join().unwrap();
+    let dropped = lines
+        .iter()
+        .find(|line| line.contains("log lines dropped: stderr was not taking them"))
+        .unwrap_or_else(|| panic!("no note of dropped lines in {} lines", lines.len()));
+    eprintln!("{dropped}");
+    assert!(
+        lines.iter().any(|line| line.contains("stopped")),
+        "the last lines reach the log: {:#?}",
+        &lines[lines.len().saturating_sub(10)..]
+    );
+}
