@@ -154,6 +154,18 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_BATCH_OVERHEAD_TOKENS")]
     pub batch_overhead_tokens: Option<usize>,
 
+    /// A worker whose model fails this many batches in a row (a panic, or
+    /// an error that is neither out-of-memory nor a broken device; each such
+    /// batch's requests get INTERNAL) is taken out of service, as a broken
+    /// device is; a batch scored resets the count. With no worker left,
+    /// health says NOT_SERVING. 0: never.
+    #[arg(
+        long,
+        env = "RERANKD_MAX_FAILED_BATCHES",
+        default_value_t = BatcherConfig::default().max_failed_batches
+    )]
+    pub max_failed_batches: usize,
+
     /// Token budget per batch (pairs × padded length) when device memory
     /// cannot be read (CPU, or no NVIDIA driver).
     #[arg(
@@ -231,6 +243,20 @@ pub struct ServeArgs {
         default_value_t = ServerConfig::default().max_concurrent_streams
     )]
     pub max_concurrent_streams: u32,
+
+    /// HTTP/2 rapid-reset protection (CVE-2023-44487): most calls on one
+    /// connection that the client may cancel before the server has taken
+    /// them up (RST_STREAM right behind their HEADERS) at one time; past it
+    /// the connection is closed with GOAWAY (ENHANCE_YOUR_CALM,
+    /// too_many_resets). Cancelling calls the server has taken up never
+    /// counts. h2's own default, 20, closed connections of clients that
+    /// cancel bursts of stale calls.
+    #[arg(
+        long,
+        env = "RERANKD_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS",
+        default_value_t = ServerConfig::default().max_pending_accept_reset_streams
+    )]
+    pub http2_max_pending_accept_reset_streams: usize,
 
     /// Seconds after which a connection is asked to close (GOAWAY once its
     /// calls finish), so that clients re-resolve and spread over replicas
@@ -374,6 +400,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub handshake_timeout: Option<Duration>,
     pub message_read_timeout: Option<Duration>,
+    /// Calls a client may cancel before the server takes them up, at one
+    /// time on one connection, before it is closed (rapid-reset protection).
+    pub max_pending_accept_reset_streams: usize,
 }
 
 /// PEM files for TLS.
@@ -399,6 +428,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             handshake_timeout: Some(Duration::from_secs(10)),
             message_read_timeout: Some(Duration::from_secs(60)),
+            max_pending_accept_reset_streams: 1024,
         }
     }
 }
@@ -437,6 +467,7 @@ impl ServeArgs {
                     fallback_tokens: self.fallback_budget_tokens,
                     ..ControllerConfig::default()
                 },
+                max_failed_batches: self.max_failed_batches,
                 ..BatcherConfig::default()
             },
         }
@@ -464,6 +495,7 @@ impl ServeArgs {
             max_connections: self.max_connections.max(1),
             handshake_timeout: seconds(self.handshake_timeout_secs),
             message_read_timeout: seconds(self.message_read_timeout_secs),
+            max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
         }
     }
 }
@@ -531,6 +563,20 @@ mod tests {
         assert_eq!(set.batcher.min_padding_efficiency, 0.5);
         assert_eq!(set.batcher.batch_overhead_tokens, 7);
         assert_eq!(set.batcher.controller.fallback_tokens, 999);
+    }
+
+    #[test]
+    fn fault_limits_are_flags() {
+        let args = serve_args(&[
+            "--max-failed-batches",
+            "2",
+            "--http2-max-pending-accept-reset-streams",
+            "64",
+        ]);
+        assert_eq!(args.infer_config().batcher.max_failed_batches, 2);
+        assert_eq!(args.server_config().max_pending_accept_reset_streams, 64);
+        let off = serve_args(&["--max-failed-batches", "0"]);
+        assert_eq!(off.infer_config().batcher.max_failed_batches, 0);
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! - [`gpu`]: the `MemoryProbe` seam and its NVML implementation.
 //! - [`model`]: the model directory, precision, padded batches, the `Scorer`
 //!   seam and its libtorch implementation.
+//! - [`logging`]: the log writer, which never blocks or fails the code that
+//!   logs.
 //!
 //! Beside it in the workspace: `rerankd-api` (the generated gRPC code, which
 //! [`grpc::pb`] re-exports) and `rerankd-bench` (the load generator behind
@@ -32,6 +34,7 @@ pub mod batcher;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod logging;
 pub mod model;
 pub mod server;
 pub mod serving;

@@ -12,13 +12,19 @@ use clap::Parser;
 use tokio::net::TcpListener;
 
 use rerankd::config::{Cli, Command, LogFormat, ServeArgs};
-use rerankd::{server, serving};
+use rerankd::{logging, server, serving};
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr through `logging::lossy_stderr`; the returned guard,
+/// dropped at exit, lets the last lines out.
+fn init_logging(format: LogFormat) -> anyhow::Result<logging::Flush> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (stderr, flush) = logging::lossy_stderr().context("cannot start the log writer")?;
+    // The writer never fails; the fmt layer's own reports of a failed write
+    // go to stderr with `eprintln!`, which panics when stderr is closed.
     let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(stderr)
+        .log_internal_errors(false)
         .with_env_filter(filter);
     match format {
         LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -30,6 +36,7 @@ fn init_logging(format: LogFormat) {
             .with_span_list(false)
             .init(),
     }
+    Ok(flush)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,7 +62,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
+    let _flush = init_logging(args.log_format)?;
     // Renamed when several devices arrived; ignoring it would quietly serve
     // on the CPU a deployment that asked for a GPU.
     if std::env::var_os("RERANKD_DEVICE").is_some() {

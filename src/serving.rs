@@ -1,9 +1,9 @@
 //! Serving: `rerank.v1.Reranker`, `grpc.health.v1` and gRPC reflection (v1
 //! and v1alpha) on one port, the transport settings (TLS or mutual TLS,
-//! HTTP/2 keepalive, concurrent streams, connection age, the connection
-//! limit and handshake timeout of `listener`, the Reranker's message
-//! budget and read timeout of `grpc::receive`), the Prometheus
-//! endpoint, and the server's life.
+//! HTTP/2 keepalive, concurrent streams, connection age, the reset limits
+//! that guard against rapid reset, the connection limit and handshake
+//! timeout of `listener`, the Reranker's message budget and read timeout of
+//! `grpc::receive`), the Prometheus endpoint, and the server's life.
 //!
 //! The life: the port is bound before the model loads, and health says
 //! NOT_SERVING (Reranker calls get UNAVAILABLE) until every replica is warm;
@@ -48,6 +48,11 @@ use crate::worker::thread::ModelThread;
 /// and the Reranker.
 const RERANKER: &str = <RerankerServer<RerankService> as NamedService>::NAME;
 const HEALTH_NAMES: [&str; 2] = ["", RERANKER];
+
+/// Streams the server may reset on one connection for the client's protocol
+/// errors before it closes the connection (ENHANCE_YOUR_CALM): hyper's
+/// default, set because tonic would otherwise switch the limit off.
+const LOCAL_ERROR_RESETS: usize = 1024;
 
 /// Serves on `listener` (and Prometheus on `metrics`) while `load` loads the
 /// model, until `shutdown` resolves; then drains as the module says.
@@ -225,7 +230,11 @@ fn grpc_router(
     let mut builder = Server::builder()
         .http2_keepalive_interval(config.keepalive_interval)
         .http2_keepalive_timeout(Some(config.keepalive_timeout))
-        .max_concurrent_streams(config.max_concurrent_streams);
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(config.max_pending_accept_reset_streams))
+        // Unset, tonic 0.14 passes hyper `None`, which turns this limit off
+        // (RUSTSEC-2024-0003); hyper's own default is 1024.
+        .http2_max_local_error_reset_streams(Some(LOCAL_ERROR_RESETS));
     if let Some(age) = config.max_connection_age {
         builder = builder.max_connection_age(age);
     }

@@ -8,10 +8,12 @@
 //! which worker runs the next batch, dropping the work of requests whose
 //! client has gone or whose deadline has passed, feeding batch outcomes
 //! and memory readings to each worker's controller, and taking a worker out
-//! of service when its device fails or its model thread stops (the requests
-//! it held fail UNAVAILABLE; the others go on, on the workers left; with none
-//! left, every queued and new request fails UNAVAILABLE), published as the
-//! count of live workers. Must never: block (it is a tokio task: libtorch
+//! of service when its device fails, its model thread stops (the requests it
+//! held fail UNAVAILABLE) or its scorer fails `max_failed_batches` batches in
+//! a row (each such batch's requests fail INTERNAL, as any failed batch's
+//! do); the others go on, on the workers left; with none left, every queued
+//! and new request fails UNAVAILABLE. The count of live workers is
+//! published. Must never: block (it is a tokio task: libtorch
 //! and NVML run on the model threads), tokenize, know about tonic, send a
 //! batch to a worker taken out of service, or stop while its callers remain
 //! because a worker stopped.
@@ -55,6 +57,10 @@ pub struct BatcherConfig {
     /// Every worker's controller starts from this (its bytes per token
     /// replaced by the worker's own measurement, when it has one).
     pub controller: ControllerConfig,
+    /// A worker whose scorer fails this many batches in a row (a panic, or
+    /// an error that is neither out-of-memory nor a broken device) is taken
+    /// out of service; a batch scored resets the count. 0: never.
+    pub max_failed_batches: usize,
     /// Padding value and whether the model takes token_type_ids.
     pub pad_token_id: i64,
     pub uses_token_type_ids: bool,
@@ -71,6 +77,7 @@ impl Default for BatcherConfig {
             min_padding_efficiency: 0.85,
             batch_overhead_tokens: 0,
             controller: ControllerConfig::default(),
+            max_failed_batches: 5,
             pad_token_id: 0,
             uses_token_type_ids: true,
         }
@@ -186,6 +193,7 @@ impl Batcher {
                 controller,
                 in_flight: 0,
                 closed: false,
+                failed_in_a_row: 0,
                 out_of_service: None,
             });
         }
@@ -313,6 +321,8 @@ struct RunningWorker {
     /// Its model thread refused a batch (its queue is closed): no batch goes
     /// to it; once its batches in flight are answered it is taken out.
     closed: bool,
+    /// Batches its scorer failed since it last scored one.
+    failed_in_a_row: usize,
     /// Why it was taken out of service; `None` while it serves.
     out_of_service: Option<String>,
 }
@@ -595,6 +605,7 @@ impl Scheduler {
             }
         }
         self.send_progress(&rows, &scored.scores);
+        let failed = first_failure(&scored.scores);
         for ((id, index), score) in rows.into_iter().zip(scored.scores) {
             let Some(request) = self.pending.get_mut(&id) else {
                 continue; // Abandoned while its batch ran.
@@ -617,22 +628,48 @@ impl Scheduler {
                 }));
             }
         }
-        let mut stats = self.stats.lock().expect("stats lock");
-        let stats = &mut stats[worker];
-        let state = self.workers[worker].controller.state();
-        if state.budget_tokens != stats.controller.budget_tokens {
-            tracing::info!(
-                device = %stats.device,
-                budget_tokens = state.budget_tokens,
-                previous = stats.controller.budget_tokens,
-                oom_count = state.oom_count,
-                free_bytes = ?state.last_reading.map(|r| r.free_bytes),
-                "token budget changed"
-            );
+        {
+            let mut stats = self.stats.lock().expect("stats lock");
+            let stats = &mut stats[worker];
+            let state = self.workers[worker].controller.state();
+            if state.budget_tokens != stats.controller.budget_tokens {
+                tracing::info!(
+                    device = %stats.device,
+                    budget_tokens = state.budget_tokens,
+                    previous = stats.controller.budget_tokens,
+                    oom_count = state.oom_count,
+                    free_bytes = ?state.last_reading.map(|r| r.free_bytes),
+                    "token budget changed"
+                );
+            }
+            stats.controller = state;
+            stats.splits += scored.record.splits as u64;
+            stats.busy += scored.inference;
         }
-        stats.controller = state;
-        stats.splits += scored.record.splits as u64;
-        stats.busy += scored.inference;
+        self.count_failure(worker, failed);
+    }
+
+    /// Counts a batch the scorer failed (`failure`: its first error), or
+    /// resets the count; takes the worker out once its scorer has failed
+    /// `max_failed_batches` in a row. The failed batch's requests have had
+    /// their answers (INTERNAL) by then; with no worker left, the others
+    /// get UNAVAILABLE.
+    fn count_failure(&mut self, worker: usize, failure: Option<ScoreError>) {
+        let Some(failure) = failure else {
+            self.workers[worker].failed_in_a_row = 0;
+            return;
+        };
+        let running = &mut self.workers[worker];
+        running.failed_in_a_row += 1;
+        let limit = self.config.max_failed_batches;
+        if limit > 0 && running.failed_in_a_row >= limit {
+            let reason = format!(
+                "its scorer failed {} batches in a row (the last: {})",
+                running.failed_in_a_row,
+                failure.headline()
+            );
+            self.take_out(worker, reason, &failure.to_string(), Vec::new());
+        }
     }
 
     /// A batch whose answer was dropped: its model thread stopped. The
@@ -760,6 +797,16 @@ impl Scheduler {
     fn release(&self, pairs: usize) {
         self.queued_pairs.fetch_sub(pairs, Ordering::SeqCst);
     }
+}
+
+/// The first error in a batch's results that says its scorer failed: a
+/// panic or an error other than out-of-memory (which only a pair too large
+/// to fit alone reaches) and a broken device (handled on its own).
+fn first_failure(scores: &[Result<f32, ScoreError>]) -> Option<ScoreError> {
+    scores.iter().find_map(|score| match score {
+        Err(error @ ScoreError::Failed(_)) => Some(error.clone()),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -1175,5 +1222,70 @@ mod tests {
         );
         assert_eq!(stats.workers[1].pairs, 6);
         assert_eq!(*batcher.live_workers().borrow(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_whose_scorer_keeps_failing_is_taken_out_and_a_success_resets_the_count() {
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let switch = Arc::clone(&failing);
+        let (_failing, failing_client, ()) = ModelThread::start(move || {
+            let mut scorer = FakeScorer::with_limit(usize::MAX);
+            scorer.fail_while = Some(switch);
+            Ok((scorer, None, ()))
+        })
+        .await
+        .unwrap();
+        let (_sound, sound_client) = sound_model().await;
+        let config = BatcherConfig {
+            max_failed_batches: 3,
+            max_queue_delay: Duration::ZERO,
+            ..config()
+        };
+        let batcher = Batcher::start(
+            config,
+            vec![
+                worker("cuda:0", failing_client),
+                worker("cuda:1", sound_client),
+            ],
+        );
+        let live = batcher.live_workers();
+        // One request at a time: each is one batch, on worker 0 while it serves.
+        let mut seed = 60;
+        let mut next = |fail: bool| {
+            failing.store(fail, Ordering::SeqCst);
+            seed += 1;
+            batcher.score(pairs(&[10, 12], seed), None)
+        };
+        let failed = |scored: RequestScores| {
+            scored
+                .scores
+                .iter()
+                .all(|s| matches!(s, Err(ScoreError::Failed(_))))
+        };
+        // Two failures, a batch scored, two more: never 3 in a row.
+        for fail in [true, true, false, true, true] {
+            let scored = next(fail).await.unwrap();
+            assert_eq!(failed(scored), fail);
+            assert_eq!(*live.borrow(), 2);
+        }
+        // The third in a row fails its request, then takes the worker out
+        // (before the scheduler takes the next request).
+        assert!(failed(next(true).await.unwrap()));
+        live.clone().wait_for(|&n| n == 1).await.unwrap();
+        // From now on worker 1 scores every request, failing switch or not.
+        for _ in 0..3 {
+            let scored = next(true).await.unwrap();
+            assert!(scored.scores.iter().all(Result::is_ok), "{scored:?}");
+        }
+        let stats = batcher.stats();
+        let out = stats.workers[0].out_of_service.as_deref().unwrap_or("");
+        assert!(
+            out.contains("its scorer failed 3 batches in a row")
+                && out.contains("fake: the model failed"),
+            "{stats:?}"
+        );
+        assert_eq!(stats.workers[0].batches, 6, "{stats:?}");
+        assert_eq!(stats.workers[1].pairs, 6, "{stats:?}");
+        assert_eq!(stats.queued_pairs, 0);
     }
 }

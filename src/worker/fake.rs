@@ -7,7 +7,7 @@
 //!
 //! Must never: be compiled outside `cfg(test)`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::gpu::{MemoryProbe, MemoryReading, ProbeError};
@@ -18,6 +18,9 @@ pub struct FakeScorer {
     pub limit: Arc<AtomicUsize>,
     /// When set, every call fails with this error instead.
     pub fail_with: Option<ScoreError>,
+    /// When set, every call fails with `ScoreError::Failed` while this
+    /// holds true: a test turns a scorer's failures on and off.
+    pub fail_while: Option<Arc<AtomicBool>>,
     /// When set, every call first waits for a message or for the sender to
     /// be dropped: a test holds the model busy with it.
     pub gate: Option<std::sync::mpsc::Receiver<()>>,
@@ -36,6 +39,7 @@ impl FakeScorer {
         FakeScorer {
             limit: Arc::new(AtomicUsize::new(limit)),
             fail_with: None,
+            fail_while: None,
             gate: None,
             calls: 0,
             break_after: None,
@@ -76,6 +80,13 @@ impl Scorer for FakeScorer {
         }
         if let Some(error) = &self.fail_with {
             return Err(error.clone());
+        }
+        if self
+            .fail_while
+            .as_ref()
+            .is_some_and(|failing| failing.load(Ordering::SeqCst))
+        {
+            return Err(ScoreError::Failed("fake: the model failed".into()));
         }
         if self.break_after.is_some_and(|after| self.scored >= after) {
             return Err(ScoreError::DeviceFailed(

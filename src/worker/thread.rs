@@ -210,10 +210,15 @@ impl ModelThread {
 impl Drop for ModelThread {
     /// Joins the thread, which ends once every `ModelClient` is dropped and
     /// the last job is answered. Drop the clients first (the server does), or
-    /// this waits for them.
+    /// this waits for them. While a panic unwinds, the thread is left to the
+    /// process's exit instead: the clients may live in tasks that will never
+    /// end, and a join would hang the process (it did, ignoring SIGTERM,
+    /// when logging panicked on a closed stderr).
     fn drop(&mut self) {
         if let Some(join) = self.join.take() {
-            let _ = join.join();
+            if !std::thread::panicking() {
+                let _ = join.join();
+            }
         }
     }
 }

@@ -1,12 +1,15 @@
 //! End to end through the batcher: a real model on a real port, with an
 //! out-of-memory injector at the `Scorer` seam (`server::load_with`) moved
-//! mid-run, several CPU workers sharing one queue, and a device that breaks
-//! (a sticky CUDA error) under one of them or under the only one.
+//! mid-run, several CPU workers sharing one queue, a device that breaks
+//! (a sticky CUDA error) under one of them or under the only one, and a
+//! model that panics or fails batches (once, or until its worker is taken
+//! out).
 //!
 //! The injectors wrap the real libtorch scorer: batches above the limit
 //! fail as a GPU's would ("out of memory"), a broken device fails every
-//! batch with libtorch's real text of an illegal memory access, and every
-//! other batch is scored by the real model, so the scores compared are real.
+//! batch with libtorch's real text of an illegal memory access, a faulty
+//! model panics or fails the batches it is told to, and every other batch
+//! is scored by the real model, so the scores compared are real.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -350,4 +353,219 @@ async fn when_the_only_device_breaks_health_says_not_serving_and_rerank_unavaila
         .into_inner();
     assert!(!stats.devices[0].out_of_service.is_empty(), "{stats:?}");
     assert_eq!(stats.queued_pairs, 0);
+}
+
+/// What a faulty model does to a batch.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Panic,
+    /// An error that is neither out-of-memory nor a broken device.
+    Fail,
+}
+
+/// Panics on, or fails, the batches `fault` names (counted from 0, after
+/// warm-up); scores every other batch with the real model.
+struct Faulty<S> {
+    inner: S,
+    batches: usize,
+    fault: fn(usize) -> Option<Fault>,
+}
+
+impl<S: Scorer> Scorer for Faulty<S> {
+    fn score(&mut self, batch: &PaddedBatch) -> Result<Vec<f32>, ScoreError> {
+        let index = self.batches;
+        self.batches += 1;
+        match (self.fault)(index) {
+            Some(Fault::Panic) => panic!("injected: the model panics on batch {index}"),
+            Some(Fault::Fail) => Err(ScoreError::from_torch_message(format!(
+                "injected: the model failed on batch {index}"
+            ))),
+            None => self.inner.score(batch),
+        }
+    }
+}
+
+/// Every batch fails: a panic, then an error, in turn.
+fn every_batch(index: usize) -> Option<Fault> {
+    Some(if index % 2 == 0 {
+        Fault::Panic
+    } else {
+        Fault::Fail
+    })
+}
+
+/// The first replica wrapped is faulty as `fault` says; the others never
+/// are (`load_with` wraps replicas in `--devices` order).
+fn first_replica_faulty(
+    fault: fn(usize) -> Option<Fault>,
+) -> impl Fn(TorchScorer) -> Faulty<TorchScorer> + Clone + Send + 'static {
+    let wrapped = Arc::new(AtomicUsize::new(0));
+    move |inner| Faulty {
+        inner,
+        batches: 0,
+        fault: if wrapped.fetch_add(1, Ordering::SeqCst) == 0 {
+            fault
+        } else {
+            |_| None
+        },
+    }
+}
+
+/// `padding_config` taking a worker out after `max_failed_batches`.
+fn failing_config(max_failed_batches: usize) -> InferConfig {
+    let mut config = padding_config();
+    config.batcher.max_failed_batches = max_failed_batches;
+    config
+}
+
+/// What a sound server scores: the reference for the faulty servers'.
+async fn sound_scores(query: &str, documents: &[String]) -> Vec<f32> {
+    let mut sound = client(shared_server("tiny-bert", "fp32")).await;
+    raw_scores(&mut sound, query, documents).await.unwrap()
+}
+
+fn assert_close(scores: &[f32], expected: &[f32]) {
+    assert_eq!(scores.len(), expected.len(), "{scores:?} vs {expected:?}");
+    for (a, b) in scores.iter().zip(expected) {
+        assert!((a - b).abs() <= 1e-4, "{scores:?} vs {expected:?}");
+    }
+}
+
+async fn serving_status(addr: std::net::SocketAddr) -> i32 {
+    tonic_health::pb::health_client::HealthClient::new(channel(addr).await)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "rerank.v1.Reranker".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_cpu_workers_one_whose_model_keeps_failing_is_taken_out_and_the_other_serves() {
+    let mut config = model_config(model_dir("tiny-bert"), "fp32");
+    config.devices = vec![DeviceSpec::Cpu, DeviceSpec::Cpu];
+    let addr =
+        start_server_wrapped(config, failing_config(3), first_replica_faulty(every_batch)).unwrap();
+    let mut client = client(addr).await;
+    let query = "where is the market";
+    let documents = documents(5, 3);
+    let expected = sound_scores(query, &documents).await;
+
+    // One request at a time, each one batch, each to the first idle worker:
+    // worker 0, whose model panics, fails, panics. Each request gets
+    // INTERNAL; after the third failure in a row the worker is out.
+    for attempt in 0..3 {
+        let status = raw_scores(&mut client, query, &documents)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Internal, "{attempt}: {status:?}");
+        assert!(
+            status.message().contains("model failed during inference"),
+            "{attempt}: {status:?}"
+        );
+    }
+    // Every request from now on is scored, by worker 1, as a sound model does.
+    for _ in 0..5 {
+        let scores = raw_scores(&mut client, query, &documents).await.unwrap();
+        assert_close(&scores, &expected);
+    }
+
+    let stats = client
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let (faulty, sound) = (&stats.devices[0], &stats.devices[1]);
+    assert!(
+        faulty
+            .out_of_service
+            .contains("its scorer failed 3 batches in a row"),
+        "{stats:?}"
+    );
+    assert_eq!(faulty.batches, 3, "no batch went to it after: {stats:?}");
+    assert_eq!(sound.out_of_service, "", "{stats:?}");
+    assert_eq!(sound.pairs, 15, "{stats:?}");
+    assert_eq!(stats.queued_pairs, 0);
+    // One worker is left: the server still says SERVING.
+    assert_eq!(serving_status(addr).await, ServingStatus::Serving as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_only_model_keeps_failing_health_says_not_serving_and_rerank_unavailable() {
+    let config = model_config(model_dir("tiny-bert"), "fp32");
+    let addr =
+        start_server_wrapped(config, failing_config(2), first_replica_faulty(every_batch)).unwrap();
+    let mut watch = watch_health(channel(addr).await).await;
+    assert_eq!(
+        next_status(&mut watch).await,
+        Some(ServingStatus::Serving as i32)
+    );
+    let mut client = client(addr).await;
+    let documents = documents(6, 2);
+    for attempt in 0..2 {
+        let status = raw_scores(&mut client, "a market", &documents)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Internal, "{attempt}: {status:?}");
+    }
+    // Health follows: NOT_SERVING, seen by a watcher.
+    let next = tokio::time::timeout(Duration::from_secs(10), next_status(&mut watch))
+        .await
+        .expect("health changed within 10 s");
+    assert_eq!(next, Some(ServingStatus::NotServing as i32));
+    // Every later request is refused at once, saying why.
+    let status = raw_scores(&mut client, "a market", &documents)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("every worker has been taken out of service")
+            && status
+                .message()
+                .contains("cpu: its scorer failed 2 batches in a row"),
+        "{status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_panics_once_fails_only_that_batch_and_goes_on() {
+    let config = model_config(model_dir("tiny-bert"), "fp32");
+    // The default limit of failures in a row.
+    let addr = start_server_wrapped(
+        config,
+        padding_config(),
+        first_replica_faulty(|index| (index == 1).then_some(Fault::Panic)),
+    )
+    .unwrap();
+    let mut client = client(addr).await;
+    let query = "where is the stone";
+    let documents = documents(7, 4);
+    let expected = sound_scores(query, &documents).await;
+
+    assert_close(
+        &raw_scores(&mut client, query, &documents).await.unwrap(),
+        &expected,
+    );
+    let status = raw_scores(&mut client, query, &documents)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    for _ in 0..4 {
+        assert_close(
+            &raw_scores(&mut client, query, &documents).await.unwrap(),
+            &expected,
+        );
+    }
+    let stats = client
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.devices[0].out_of_service, "", "{stats:?}");
+    assert_eq!(stats.devices[0].batches, 6, "{stats:?}");
+    assert_eq!(serving_status(addr).await, ServingStatus::Serving as i32);
 }

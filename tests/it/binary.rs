@@ -1,7 +1,9 @@
 //! The `rerankd` binary as an operator runs it: configured through environment
 //! variables, logging what it loaded, serving on the port it reports, and
 //! exiting 0 on SIGTERM — after finishing every request it had accepted,
-//! with concurrent clients in flight.
+//! with concurrent clients in flight; killed with SIGKILL under load and
+//! restarted on its port, with clients reconnecting; serving and stopping
+//! after its log collector died (stderr closed).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -55,6 +57,8 @@ fn help_explains_every_flag_and_its_env_var() {
         "RERANKD_MAX_MESSAGE_BYTES",
         "RERANKD_MIN_PADDING_EFFICIENCY",
         "RERANKD_MAX_DOCUMENT_BYTES",
+        "RERANKD_MAX_FAILED_BATCHES",
+        "RERANKD_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS",
     ] {
         assert!(help.contains(env), "--help lacks {env}:\n{help}");
     }
@@ -383,6 +387,241 @@ async fn abandoned_large_requests_stop_costing_and_do_not_hold_the_exit() {
     // is far less than the abandoned work (minutes of tokenizing on 2 cores).
     let exit = terminate(child, std::time::Duration::from_secs(20), &log_tail).await;
     assert!(exit.success(), "rerankd exited with {exit}: {}", log_tail());
+}
+
+/// Reads the rest of a child's log on its own thread (an unread pipe would
+/// fill and block the server's writes), keeping it for failure messages.
+fn keep_log(
+    log: std::io::Lines<BufReader<std::process::ChildStderr>>,
+) -> impl Fn() -> String + Clone {
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in log.map_while(Result::ok) {
+            keep.lock().unwrap().push(line);
+        }
+    });
+    move || {
+        let lines = lines.lock().unwrap();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+/// Issue 15: `kill -9` under load, then a restart on the same port. Every
+/// call in flight ends at once with the transport's error (none waits for
+/// its deadline), calls while the server is down get UNAVAILABLE, and the
+/// same clients' channels reconnect to the restarted server and succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_then_a_restart_on_the_same_port() {
+    use rerankd::grpc::pb;
+    use tonic::Code;
+
+    // The slow default model, so that calls are in flight when it dies.
+    let Spawned {
+        mut child,
+        addr,
+        log,
+        ..
+    } = spawn_server("minilm-pair", &[]);
+    let first_log = keep_log(log);
+    let documents: Vec<String> = (0..24)
+        .map(|d| format!("document {d} about the market by the river, stone {d}"))
+        .collect();
+    let call = |c: usize| {
+        let mut request = tonic::Request::new(pb::RerankRequest {
+            query: format!("where is market {c}"),
+            documents: documents.clone(),
+            ..Default::default()
+        });
+        // Generous: a call that ends with DEADLINE_EXCEEDED hung.
+        request.set_timeout(std::time::Duration::from_secs(120));
+        request
+    };
+    // Eight clients, each with a channel of its own, kept across the restart.
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(client(addr).await);
+    }
+    let mut in_flight = Vec::new();
+    for (c, client) in clients.iter().enumerate() {
+        let (mut client, request) = (client.clone(), call(c));
+        in_flight.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let answer = client.rerank(request).await;
+            (answer, started)
+        }));
+    }
+    let mut stats = client(addr).await;
+    loop {
+        let s = stats.stats(pb::StatsRequest {}).await.unwrap().into_inner();
+        if s.queued_pairs > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    child.kill().unwrap(); // SIGKILL
+    let killed_at = std::time::Instant::now();
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let mut codes = Vec::new();
+    for (c, call) in in_flight.into_iter().enumerate() {
+        let (answer, _) = call.await.unwrap();
+        match answer {
+            // Answered before the kill.
+            Ok(response) => assert_eq!(response.into_inner().results.len(), 24),
+            // tonic reports a connection that closed under a call as
+            // UNKNOWN (the transport error, not a status from the server),
+            // and one it could not open as UNAVAILABLE.
+            Err(status) => {
+                assert!(
+                    matches!(status.code(), Code::Unavailable | Code::Unknown),
+                    "client {c}: {status:?}"
+                );
+                codes.push((status.code(), status.message().to_string()));
+            }
+        }
+    }
+    eprintln!(
+        "kill -9: {} calls in flight ended within {:?} of the kill: {codes:?}",
+        codes.len(),
+        killed_at.elapsed()
+    );
+    assert!(!codes.is_empty(), "no call was in flight: {}", first_log());
+    // While it is down, calls are refused at once: UNAVAILABLE once the
+    // channel has seen its connection close (a call that still met the old
+    // connection ends CANCELLED, "connection closed").
+    let mut down = clients[0].clone();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let status = down.rerank(call(0)).await.unwrap_err();
+        match status.code() {
+            Code::Unavailable => break,
+            Code::Cancelled | Code::Unknown if attempts < 5 => {}
+            _ => panic!("attempt {attempts} while down: {status:?}"),
+        }
+    }
+
+    // The same port (the listener takes it over from the dead process's
+    // closed connections: SO_REUSEADDR).
+    let port = addr.to_string();
+    let Spawned {
+        child: restarted,
+        addr: again,
+        log,
+        ..
+    } = spawn_server("minilm-pair", &[("RERANKD_ADDR", port.as_str())]);
+    assert_eq!(again, addr);
+    let second_log = keep_log(log);
+    for (c, client) in clients.iter().enumerate() {
+        let mut client = client.clone();
+        let mut attempts = 0;
+        let answer = loop {
+            attempts += 1;
+            match client.rerank(call(c)).await {
+                Ok(response) => break response.into_inner(),
+                // The channel reconnects on demand; a call that meets the
+                // old connection's failure is tried again, a few times.
+                Err(status) if attempts < 5 && status.code() == Code::Unavailable => {}
+                Err(status) => panic!("client {c}, attempt {attempts}: {status:?}"),
+            }
+        };
+        assert_eq!(answer.results.len(), 24, "client {c}");
+    }
+    let exit = terminate(restarted, std::time::Duration::from_secs(60), second_log).await;
+    assert!(exit.success(), "rerankd exited with {exit}");
+}
+
+/// Issue 15's lead: a log collector that dies (the read end of the server's
+/// stderr pipe closed) must break neither requests nor shutdown. Writes to
+/// stderr then fail with EPIPE (Rust ignores SIGPIPE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stderr_breaks_neither_requests_nor_shutdown() {
+    let Spawned {
+        child, addr, log, ..
+    } = spawn_server(
+        "tiny-bert",
+        &[
+            ("RERANKD_DRAIN_DELAY_SECS", "0"),
+            ("RERANKD_GRACE_PERIOD_SECS", "5"),
+        ],
+    );
+    drop(log); // The collector dies.
+    let mut client = client(addr).await;
+    for attempt in 0..3 {
+        let answered = client
+            .rerank(request("where is the market", &["a market", "a river"]))
+            .await;
+        match answered {
+            Ok(response) => assert_eq!(response.into_inner().results.len(), 2),
+            Err(status) => panic!("request {attempt} failed: {status:?}"),
+        }
+    }
+    let exit = terminate(child, std::time::Duration::from_secs(30), || {
+        "its stderr was closed".into()
+    })
+    .await;
+    assert!(exit.success(), "rerankd exited with {exit}");
+}
+
+/// A log collector that stops reading without closing its end: once the
+/// pipe and the server's log queue are full, log lines are dropped and
+/// counted, and requests go on; when it reads again, the count is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_nobody_reads_blocks_neither_requests_nor_shutdown() {
+    let Spawned {
+        child, addr, log, ..
+    } = spawn_server(
+        "tiny-bert",
+        &[
+            ("RERANKD_DRAIN_DELAY_SECS", "0"),
+            ("RERANKD_GRACE_PERIOD_SECS", "5"),
+        ],
+    );
+    // Nobody reads the log meanwhile: one line per request fills the pipe
+    // (64 KiB: a few hundred lines) and then the log queue (1024 lines).
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let mut client = client(addr).await;
+        clients.push(tokio::spawn(async move {
+            for r in 0..250 {
+                let answered = client
+                    .rerank(request(
+                        &format!("market {c} {r}"),
+                        &["a market", "a river"],
+                    ))
+                    .await;
+                if let Err(status) = answered {
+                    panic!("client {c}, request {r}: {status:?}");
+                }
+            }
+        }));
+    }
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(300), async {
+        for client in clients {
+            client.await.unwrap();
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "2000 requests were not answered in 300 s");
+
+    // The collector reads again.
+    let reader = std::thread::spawn(move || log.map_while(Result::ok).collect::<Vec<_>>());
+    let exit = terminate(child, std::time::Duration::from_secs(30), String::new).await;
+    assert!(exit.success(), "rerankd exited with {exit}");
+    let lines = reader.join().unwrap();
+    let dropped = lines
+        .iter()
+        .find(|line| line.contains("log lines dropped: stderr was not taking them"))
+        .unwrap_or_else(|| panic!("no note of dropped lines in {} lines", lines.len()));
+    eprintln!("{dropped}");
+    assert!(
+        lines.iter().any(|line| line.contains("stopped")),
+        "the last lines reach the log: {:#?}",
+        &lines[lines.len().saturating_sub(10)..]
+    );
 }
 
 /// A process's resident memory now and at its peak, in bytes

@@ -17,6 +17,7 @@ mod layers;
 mod limits;
 mod long_documents;
 mod progressive;
+mod rapid_reset;
 mod rerank;
 mod score_pairs;
 mod serving;
