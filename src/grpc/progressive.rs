@@ -17,6 +17,7 @@ use tonic::Status;
 use tracing::Instrument;
 
 use super::convert::to_response;
+use super::deadline;
 use super::pb;
 use super::pb::rerank_progress::Update;
 use super::trace::RequestTrace;
@@ -41,7 +42,10 @@ pub fn serve(
         let total = query.documents.len() as u32;
         let activation = (!query.raw_scores).then_some(infer.info().activation);
         let (progress, mut partials) = mpsc::unbounded_channel::<Vec<(usize, f32)>>();
-        let rerank = infer.rerank_with_progress(query, progress);
+        // As a unary call: the work ends at its deadline, not at the next
+        // batch cut that finds its pairs expired.
+        let deadline = query.deadline;
+        let rerank = deadline::within(deadline, infer.rerank_with_progress(query, progress));
         tokio::pin!(rerank);
         let mut scored = 0u32;
         let partial = |batch: Vec<(usize, f32)>, scored: &mut u32| {
