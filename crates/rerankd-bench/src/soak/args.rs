@@ -54,8 +54,9 @@ pub struct SoakArgs {
     #[arg(long, env = "RERANKD_SOAK_RATE", value_parser = parse_positive)]
     pub rate: Option<f64>,
 
-    /// Seconds of the closed-loop phase that measures the peak.
-    #[arg(long, env = "RERANKD_SOAK_PEAK_SECS", default_value_t = 20.0, value_parser = parse_positive)]
+    /// Seconds of the closed-loop phase that measures the peak (its second
+    /// half is counted; a few latencies long at least).
+    #[arg(long, env = "RERANKD_SOAK_PEAK_SECS", default_value_t = 60.0, value_parser = parse_positive)]
     pub peak_secs: f64,
 
     /// Concurrent closed-loop clients of the peak phase.
