@@ -59,8 +59,11 @@ pub struct SoakArgs {
     #[arg(long, env = "RERANKD_SOAK_PEAK_SECS", default_value_t = 60.0, value_parser = parse_positive)]
     pub peak_secs: f64,
 
-    /// Concurrent closed-loop clients of the peak phase.
-    #[arg(long, env = "RERANKD_SOAK_PEAK_CLIENTS", default_value_t = 16, value_parser = at_least_one)]
+    /// Concurrent closed-loop clients of the peak phase: enough to keep
+    /// the batcher's queue full (the server batches across calls), few
+    /// enough that a call's latency (about clients × a call's work ÷
+    /// throughput) stays far inside --call-deadline-secs.
+    #[arg(long, env = "RERANKD_SOAK_PEAK_CLIENTS", default_value_t = 8, value_parser = at_least_one)]
     pub peak_clients: usize,
 
     /// The share of the measured peak to send at.
@@ -84,7 +87,7 @@ pub struct SoakArgs {
 
     /// Deadline of every call that has no short one of its own, in seconds:
     /// a call that hangs ends as an unexpected status.
-    #[arg(long, env = "RERANKD_SOAK_CALL_DEADLINE_SECS", default_value_t = 60.0, value_parser = parse_positive)]
+    #[arg(long, env = "RERANKD_SOAK_CALL_DEADLINE_SECS", default_value_t = 120.0, value_parser = parse_positive)]
     pub call_deadline_secs: f64,
 
     /// Seed of the mix: the same seed sends the same calls.

@@ -27,17 +27,18 @@ pub const WRONG_ANSWER: &str = "WRONG_ANSWER";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// `Rerank` of 4–48 documents (long-tail lengths), some with top_n.
+    /// `Rerank` of 4–32 documents (long-tail lengths), some with top_n.
     Rerank,
-    /// `ScorePairs` of 4–48 pairs under two queries.
+    /// `ScorePairs` of 4–32 pairs under two queries.
     Pairs,
     /// `RerankStream` with 3–5 requests and one bad one among them.
     Stream,
-    /// `RerankProgressive` over 48–160 documents.
+    /// `RerankProgressive` over 32–96 documents.
     Progressive,
-    /// `Rerank` with chunking: 1–3 documents of 700–2500 words among short ones.
+    /// `Rerank` with chunking: 1–2 documents of 600–1500 words among 2–6 short ones.
     Chunked,
-    /// A `Rerank` or `RerankProgressive` the client drops after 2–40 ms.
+    /// A `Rerank` or `RerankProgressive` the client drops after 5–500 ms
+    /// (while it is tokenized, queued or scored).
     Cancel,
     /// A `Rerank` with a deadline of 2–60 ms.
     Deadline,
@@ -173,21 +174,21 @@ impl Mix {
             Kind::Rerank => Call::Rerank(self.rerank(&mut rng)),
             Kind::Pairs => Call::Pairs(self.pairs(&mut rng)),
             Kind::Stream => self.stream(&mut rng),
-            Kind::Progressive => Call::Progressive(self.documents(&mut rng, 48..=160)),
+            Kind::Progressive => Call::Progressive(self.documents(&mut rng, 32..=96)),
             Kind::Chunked => Call::Rerank(self.chunked(&mut rng)),
             Kind::Cancel => {
                 let call = if rng.next_u64() % 2 == 0 {
-                    Call::Rerank(self.documents(&mut rng, 32..=96))
+                    Call::Rerank(self.documents(&mut rng, 16..=64))
                 } else {
-                    Call::Progressive(self.documents(&mut rng, 64..=160))
+                    Call::Progressive(self.documents(&mut rng, 32..=96))
                 };
                 Call::Cancel {
                     call: Box::new(call),
-                    after: Duration::from_millis(rng.in_range(2..=40) as u64),
+                    after: Duration::from_millis(rng.in_range(5..=500) as u64),
                 }
             }
             Kind::Deadline => Call::Deadline {
-                request: self.documents(&mut rng, 16..=64),
+                request: self.documents(&mut rng, 16..=48),
                 deadline: Duration::from_millis(rng.in_range(2..=60) as u64),
             },
             Kind::Bad => {
@@ -227,7 +228,7 @@ impl Mix {
     }
 
     fn rerank(&self, rng: &mut SplitMix64) -> pb::RerankRequest {
-        let mut request = self.documents(rng, 4..=48);
+        let mut request = self.documents(rng, 4..=32);
         let documents = request.documents.len();
         // Half all documents, half a top_n (sometimes past the end: all).
         if rng.next_u64() % 2 == 0 {
@@ -243,7 +244,7 @@ impl Mix {
 
     fn pairs(&self, rng: &mut SplitMix64) -> pb::ScorePairsRequest {
         let first = self.texts(rng, 0).query;
-        let count = rng.in_range(4..=48);
+        let count = rng.in_range(4..=32);
         let text = self.texts(rng, count);
         let pairs = text
             .documents
@@ -287,10 +288,10 @@ impl Mix {
     }
 
     fn chunked(&self, rng: &mut SplitMix64) -> pb::RerankRequest {
-        let mut request = self.documents(rng, 2..=8);
-        let long = rng.in_range(1..=3);
+        let mut request = self.documents(rng, 2..=6);
+        let long = rng.in_range(1..=2);
         for _ in 0..long {
-            let words = rng.in_range(700..=2500);
+            let words = rng.in_range(600..=1500);
             let text = Workload {
                 seed: rng.next_u64(),
                 documents: 1,
@@ -406,10 +407,10 @@ mod tests {
             let Planned { kind, call } = mix().call(k);
             match (kind, call) {
                 (Kind::Rerank, Call::Rerank(r)) => {
-                    assert!((4..=48).contains(&r.documents.len()) && r.chunking.is_none());
+                    assert!((4..=32).contains(&r.documents.len()) && r.chunking.is_none());
                     assert!(!r.query.is_empty());
                 }
-                (Kind::Pairs, Call::Pairs(p)) => assert!((4..=48).contains(&p.pairs.len())),
+                (Kind::Pairs, Call::Pairs(p)) => assert!((4..=32).contains(&p.pairs.len())),
                 (Kind::Stream, Call::Stream { requests, bad }) => {
                     assert!((4..=6).contains(&requests.len()));
                     for (i, r) in requests.iter().enumerate() {
@@ -418,16 +419,16 @@ mod tests {
                     }
                 }
                 (Kind::Progressive, Call::Progressive(r)) => {
-                    assert!((48..=160).contains(&r.documents.len()))
+                    assert!((32..=96).contains(&r.documents.len()))
                 }
                 (Kind::Chunked, Call::Rerank(r)) => {
                     assert!(r.chunking.is_some());
                     let longest = r.documents.iter().map(|d| d.split(' ').count()).max();
-                    assert!(longest >= Some(700), "{longest:?}");
+                    assert!(longest >= Some(600), "{longest:?}");
                 }
                 (Kind::Cancel, Call::Cancel { call, after }) => {
                     assert!(matches!(*call, Call::Rerank(_) | Call::Progressive(_)));
-                    assert!((2..=40).contains(&after.as_millis()));
+                    assert!((5..=500).contains(&after.as_millis()));
                 }
                 (Kind::Deadline, Call::Deadline { deadline, .. }) => {
                     assert!((2..=60).contains(&deadline.as_millis()))
