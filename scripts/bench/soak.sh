@@ -92,7 +92,8 @@ cat <&3 >>"$OUT/server.log" &
 echo "soak.sh: rerankd (pid $SERVER_PID) serves $MODEL on $ADDR; results in $OUT" >&2
 
 SOAK_STATUS=0
-"$BIN_DIR/rerankd-soak" --addr "http://$ADDR" --server-pid "$SERVER_PID" --minutes "$MINUTES" \
+# RUST_BACKTRACE=0: a failed soak ends with its reasons, not with the frames of main.
+RUST_BACKTRACE=0 "$BIN_DIR/rerankd-soak" --addr "http://$ADDR" --server-pid "$SERVER_PID" --minutes "$MINUTES" \
   --json "$OUT/soak.json" "${PROFILE[@]}" "$@" | tee "$OUT/soak.txt" || SOAK_STATUS=$?
 
 kill -TERM "$SERVER_PID"
