@@ -436,14 +436,16 @@ pub fn table(summary: &SoakSummary) -> String {
             codes.join(", ")
         );
     }
+    let (first, last) = (&summary.served_first, &summary.served_last);
     let _ = writeln!(
         out,
-        "  {:<12} {:>7} {:>6}  {:>17}  {:>17}",
-        "served (OK)",
-        summary.served_first.calls + summary.served_last.calls,
+        "  {:<12} {:>7} {:>6}  {:>17}  {:>17}  {:>6}  the served kinds' OK calls",
+        "served",
         "",
-        pair(&summary.served_first),
-        pair(&summary.served_last)
+        "",
+        pair(first),
+        pair(last),
+        optional(last.p99_ms.zip(first.p99_ms).map(|(l, f)| l / f), 2),
     );
     let slices: Vec<String> = summary
         .slices
