@@ -32,3 +32,6 @@ env -u LIBTORCH_USE_PYTORCH -u LIBTORCH -u LD_LIBRARY_PATH -u RERANKD_VENV -u VI
   PATH="$PATH_WITHOUT_VENV" cargo build --release -p rerankd-bench
 # The device kit (docs/gpu-kit.md) as it would be carried: kit.sh, then check.sh --cpu from a copy.
 bash scripts/gpu/dry-run.sh
+# The 2-minute soak (RELIABILITY.md, "Soak"): the whole API mixed at 70% of the measured peak on
+# the tiny test model; fails on any unexpected status or gross RSS growth.
+bash scripts/bench/soak.sh --ci

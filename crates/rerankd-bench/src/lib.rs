@@ -10,6 +10,8 @@
 //! - [`driver`]: connections, the closed-loop clients, the Stats sampler.
 //! - [`report`]: the tally, summary, table and JSON document.
 //! - [`plot`]: the SVG plot of the time series.
+//! - [`soak`]: the `rerankd-soak` binary's long mixed run (reuses the
+//!   connections, Stats reading and workload texts above).
 //!
 //! A run: ModelInfo (what is served, and the window the long-tail lengths
 //! are capped to); one connection per client; `--warmup` seconds of load,
@@ -28,6 +30,7 @@ pub mod args;
 pub mod driver;
 pub mod plot;
 pub mod report;
+pub mod soak;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -132,7 +135,7 @@ pub async fn run(args: BenchArgs) -> Result<Summary, BenchError> {
 }
 
 /// `127.0.0.1:50051` means `http://127.0.0.1:50051`.
-fn with_scheme(addr: &str) -> String {
+pub(crate) fn with_scheme(addr: &str) -> String {
     if addr.contains("://") {
         addr.to_string()
     } else {
@@ -149,7 +152,7 @@ async fn connect(addr: &str) -> Result<Client, BenchError> {
         })
 }
 
-fn served_model(info: &pb::ModelInfoResponse) -> ServedModel {
+pub(crate) fn served_model(info: &pb::ModelInfoResponse) -> ServedModel {
     ServedModel {
         name: info.name.clone(),
         device: info.device.clone(),

@@ -1,0 +1,674 @@
+//! The soak's numbers: every call's record, and from them the counts by
+//! kind and outcome, p50/p99 of the first and last window side by side,
+//! per-slice percentiles, the server's RSS after warm-up against the end,
+//! the verdict, the stdout table and the JSON document.
+//!
+//! Owns: every statistic the soak reports, and the rules that fail a run
+//! (an unexpected outcome, a skipped call, RSS growth over the bound).
+//! Must never: do I/O, read a clock (times are passed in) or know gRPC.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::mix::{Kind, CLIENT_CANCELLED};
+use crate::report::{percentile, Sample, Summary as BenchSummary};
+
+/// Which part of a soak a call belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The closed-loop phase that measures the peak.
+    Peak,
+    /// Open loop at the soak's rate, before measuring.
+    Warmup,
+    Measured,
+}
+
+/// One call as it ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CallRecord {
+    pub phase: Phase,
+    pub kind: Kind,
+    /// When the call was due (open loop) or sent (closed loop), in seconds
+    /// since the soak began. Latency runs from then, so a server that falls
+    /// behind the schedule shows it as latency.
+    pub t_secs: f64,
+    pub latency_us: u64,
+    pub code: &'static str,
+}
+
+/// Outcomes a kind should not have, with the first one's message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unexpected {
+    pub kind: Kind,
+    pub code: &'static str,
+    pub count: u64,
+    pub first_phase: Phase,
+    pub first_t_secs: f64,
+    pub example: String,
+}
+
+/// Every call of a soak, as the calls end.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    pub calls: Vec<CallRecord>,
+    pub unexpected: BTreeMap<(Kind, &'static str), Unexpected>,
+    /// Calls not sent because --max-in-flight calls were unanswered.
+    pub skipped: u64,
+}
+
+impl Recorder {
+    pub fn record(&mut self, call: CallRecord, message: &str) {
+        if !call.kind.expects(call.code) {
+            self.unexpected
+                .entry((call.kind, call.code))
+                .or_insert_with(|| Unexpected {
+                    kind: call.kind,
+                    code: call.code,
+                    count: 0,
+                    first_phase: call.phase,
+                    first_t_secs: call.t_secs,
+                    example: message.to_string(),
+                })
+                .count += 1;
+        }
+        self.calls.push(call);
+    }
+
+    pub fn unexpected_count(&self) -> u64 {
+        self.unexpected.values().map(|u| u.count).sum()
+    }
+}
+
+/// One RSS reading of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RssSample {
+    pub t_secs: f64,
+    pub bytes: u64,
+}
+
+/// How the soak ran: what `summarize` needs beside the records.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Calls per second sent in the warm-up and measured phases.
+    pub rate: f64,
+    /// The closed-loop peak, when it was measured (not given by --rate).
+    pub peak: Option<Peak>,
+    pub load_fraction: Option<f64>,
+    /// The measured phase, in seconds since the soak began.
+    pub measure_start_secs: f64,
+    pub measure_end_secs: f64,
+    /// Length of the first and last windows.
+    pub window_secs: f64,
+    pub max_rss_growth_pct: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Peak {
+    pub clients: usize,
+    pub secs: f64,
+    /// Calls answered per second in the second half of the phase.
+    pub calls_per_sec: f64,
+}
+
+/// Latencies of a window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Window {
+    pub calls: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// One kind's measured calls.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KindRow {
+    pub kind: &'static str,
+    pub calls: u64,
+    pub by_code: BTreeMap<&'static str, u64>,
+    pub unexpected: u64,
+    pub first: Window,
+    pub last: Window,
+    /// last p99 ÷ first p99.
+    pub p99_ratio: Option<f64>,
+}
+
+/// A slice of the measured phase, over the served kinds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Slice {
+    pub t_start_secs: f64,
+    #[serde(flatten)]
+    pub window: Window,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rss {
+    /// Median of the first 10 s of measuring (the warm-up has just ended).
+    pub after_warmup_mib: f64,
+    /// Median of the last 10 s.
+    pub end_mib: f64,
+    /// Highest reading of the whole soak, peak phase included.
+    pub peak_mib: f64,
+    pub growth_pct: f64,
+    /// Least-squares slope over the measured phase.
+    pub slope_mib_per_hour: f64,
+    pub samples: usize,
+}
+
+/// What the batcher did during the measured phase (Stats, start to end).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Batcher {
+    pub batches: u64,
+    pub padding_efficiency: Option<f64>,
+    pub mean_pairs_per_batch: Option<f64>,
+    pub oom_count: u64,
+    pub splits: u64,
+    pub busy_share: Option<f64>,
+    pub queued_pairs_at_end: u64,
+}
+
+impl Batcher {
+    pub fn of(summary: &BenchSummary, end: &Sample) -> Self {
+        Batcher {
+            batches: summary.batches,
+            padding_efficiency: summary.padding_efficiency,
+            mean_pairs_per_batch: summary.mean_pairs_per_batch,
+            oom_count: summary.oom_count,
+            splits: summary.splits,
+            busy_share: summary.busy_share,
+            queued_pairs_at_end: end.queued_pairs,
+        }
+    }
+}
+
+/// What a soak measured and whether it passed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SoakSummary {
+    pub plan: Plan,
+    /// Calls of the measured phase.
+    pub calls: u64,
+    pub kinds: Vec<KindRow>,
+    /// The served kinds together (rerank, pairs, stream, progressive,
+    /// chunked), OK calls.
+    pub served_first: Window,
+    pub served_last: Window,
+    pub slices: Vec<Slice>,
+    /// Over every phase.
+    pub unexpected: Vec<Unexpected>,
+    pub skipped: u64,
+    pub rss: Option<Rss>,
+    pub batcher: Option<Batcher>,
+    /// Why the soak failed; empty when it passed.
+    pub failures: Vec<String>,
+    pub passed: bool,
+}
+
+/// Kinds whose OK latency is the service's latency.
+const SERVED: [Kind; 5] = [
+    Kind::Rerank,
+    Kind::Pairs,
+    Kind::Stream,
+    Kind::Progressive,
+    Kind::Chunked,
+];
+
+/// Seconds of RSS samples whose median is "after warm-up" and "end".
+const RSS_EDGE_SECS: f64 = 10.0;
+/// Slices of the measured phase per window.
+const SLICES_PER_WINDOW: f64 = 5.0;
+
+pub fn summarize(
+    plan: Plan,
+    recorder: &Recorder,
+    rss: &[RssSample],
+    batcher: Option<Batcher>,
+) -> SoakSummary {
+    let (start, end) = (plan.measure_start_secs, plan.measure_end_secs);
+    let measured: Vec<&CallRecord> = recorder
+        .calls
+        .iter()
+        .filter(|c| c.phase == Phase::Measured)
+        .collect();
+    let first = (start, start + plan.window_secs);
+    let last = (end - plan.window_secs, end);
+    let kinds = Kind::ALL
+        .iter()
+        .map(|&kind| kind_row(kind, &measured, first, last))
+        .collect();
+    let served = |c: &&&CallRecord| SERVED.contains(&c.kind) && c.code == "OK";
+    let served_calls: Vec<&CallRecord> = measured.iter().filter(served).copied().collect();
+    let slice_secs = plan.window_secs / SLICES_PER_WINDOW;
+    let slices = (0..)
+        .map(|i| start + i as f64 * slice_secs)
+        .take_while(|&t| t < end - 1e-9)
+        .map(|t| Slice {
+            t_start_secs: t - start,
+            window: window(&served_calls, (t, (t + slice_secs).min(end))),
+        })
+        .collect();
+    let rss = rss_summary(rss, start, end);
+    let unexpected: Vec<Unexpected> = recorder.unexpected.values().cloned().collect();
+    let failures = verdict(&plan, &unexpected, recorder.skipped, rss.as_ref());
+    SoakSummary {
+        calls: measured.len() as u64,
+        kinds,
+        served_first: window(&served_calls, first),
+        served_last: window(&served_calls, last),
+        slices,
+        unexpected,
+        skipped: recorder.skipped,
+        rss,
+        batcher,
+        passed: failures.is_empty(),
+        failures,
+        plan,
+    }
+}
+
+fn kind_row(kind: Kind, measured: &[&CallRecord], first: (f64, f64), last: (f64, f64)) -> KindRow {
+    let calls: Vec<&CallRecord> = measured
+        .iter()
+        .filter(|c| c.kind == kind)
+        .copied()
+        .collect();
+    let mut by_code = BTreeMap::new();
+    for call in &calls {
+        *by_code.entry(call.code).or_insert(0) += 1;
+    }
+    // Latency counts the calls that ended as they may, except those the
+    // client dropped on purpose.
+    let timed: Vec<&CallRecord> = calls
+        .iter()
+        .filter(|c| kind.expects(c.code) && c.code != CLIENT_CANCELLED)
+        .copied()
+        .collect();
+    let (first, last) = (window(&timed, first), window(&timed, last));
+    KindRow {
+        kind: kind.name(),
+        calls: calls.len() as u64,
+        unexpected: calls.iter().filter(|c| !kind.expects(c.code)).count() as u64,
+        by_code,
+        p99_ratio: last.p99_ms.zip(first.p99_ms).map(|(l, f)| l / f),
+        first,
+        last,
+    }
+}
+
+/// Percentiles of the calls due in `[from, to)`.
+fn window(calls: &[&CallRecord], (from, to): (f64, f64)) -> Window {
+    let mut latencies: Vec<u64> = calls
+        .iter()
+        .filter(|c| c.t_secs >= from && c.t_secs < to)
+        .map(|c| c.latency_us)
+        .collect();
+    latencies.sort_unstable();
+    let ms = |q| percentile(&latencies, q).map(|us| us as f64 / 1000.0);
+    Window {
+        calls: latencies.len() as u64,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn rss_summary(samples: &[RssSample], start: f64, end: f64) -> Option<Rss> {
+    let median_between = |from: f64, to: f64| {
+        let mut bytes: Vec<u64> = samples
+            .iter()
+            .filter(|s| s.t_secs >= from && s.t_secs <= to)
+            .map(|s| s.bytes)
+            .collect();
+        bytes.sort_unstable();
+        percentile(&bytes, 0.5)
+    };
+    let after = median_between(start, start + RSS_EDGE_SECS)?;
+    let at_end = median_between(end - RSS_EDGE_SECS, end)?;
+    let peak = samples.iter().map(|s| s.bytes).max()?;
+    let measured: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.t_secs >= start && s.t_secs <= end)
+        .map(|s| (s.t_secs, s.bytes as f64 / MIB))
+        .collect();
+    Some(Rss {
+        after_warmup_mib: after as f64 / MIB,
+        end_mib: at_end as f64 / MIB,
+        peak_mib: peak as f64 / MIB,
+        growth_pct: (at_end as f64 - after as f64) / after as f64 * 100.0,
+        slope_mib_per_hour: slope(&measured) * 3600.0,
+        samples: samples.len(),
+    })
+}
+
+/// The least-squares slope of y over x (0 for fewer than two x values).
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    if sxx > 0.0 {
+        sxy / sxx
+    } else {
+        0.0
+    }
+}
+
+fn verdict(plan: &Plan, unexpected: &[Unexpected], skipped: u64, rss: Option<&Rss>) -> Vec<String> {
+    let mut failures: Vec<String> = unexpected
+        .iter()
+        .map(|u| {
+            format!(
+                "{} {} call(s) ended {} (first in the {:?} phase at {:.0} s: {})",
+                u.count,
+                u.kind.name(),
+                u.code,
+                u.first_phase,
+                u.first_t_secs,
+                u.example
+            )
+        })
+        .collect();
+    if skipped > 0 {
+        failures.push(format!(
+            "{skipped} call(s) not sent: too many calls were unanswered (the server fell behind or hung)"
+        ));
+    }
+    if let Some(rss) = rss {
+        if rss.growth_pct > plan.max_rss_growth_pct {
+            failures.push(format!(
+                "RSS grew {:.1}% (from {:.1} to {:.1} MiB), over the {}% bound",
+                rss.growth_pct, rss.after_warmup_mib, rss.end_mib, plan.max_rss_growth_pct
+            ));
+        }
+    }
+    failures
+}
+
+/// The summary for stdout.
+pub fn table(summary: &SoakSummary) -> String {
+    let plan = &summary.plan;
+    let mut out = String::new();
+    let minutes = (plan.measure_end_secs - plan.measure_start_secs) / 60.0;
+    let rate = match (&plan.peak, plan.load_fraction) {
+        (Some(peak), Some(fraction)) => format!(
+            "{:.2} calls/s ({:.0}% of a measured peak of {:.2} calls/s, {} clients, {:.0} s)",
+            plan.rate,
+            fraction * 100.0,
+            peak.calls_per_sec,
+            peak.clients,
+            peak.secs
+        ),
+        _ => format!("{:.2} calls/s (given)", plan.rate),
+    };
+    let _ = writeln!(
+        out,
+        "soak: {minutes:.1} min measured at {rate}; {} calls",
+        summary.calls
+    );
+    let w = plan.window_secs;
+    let _ = writeln!(
+        out,
+        "\n  {:<12} {:>7} {:>6}  {:>17}  {:>17}  {:>6}  outcomes",
+        "kind",
+        "calls",
+        "unexp",
+        format!("first {w:.0}s p50/p99"),
+        format!("last {w:.0}s p50/p99"),
+        "p99 x"
+    );
+    for row in &summary.kinds {
+        let codes: Vec<String> = row
+            .by_code
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>7} {:>6}  {:>17}  {:>17}  {:>6}  {}",
+            row.kind,
+            row.calls,
+            row.unexpected,
+            pair(&row.first),
+            pair(&row.last),
+            optional(row.p99_ratio, 2),
+            codes.join(", ")
+        );
+    }
+    let (first, last) = (&summary.served_first, &summary.served_last);
+    let _ = writeln!(
+        out,
+        "  {:<12} {:>7} {:>6}  {:>17}  {:>17}  {:>6}  the served kinds' OK calls",
+        "served",
+        "",
+        "",
+        pair(first),
+        pair(last),
+        optional(last.p99_ms.zip(first.p99_ms).map(|(l, f)| l / f), 2),
+    );
+    let slices: Vec<String> = summary
+        .slices
+        .iter()
+        .map(|s| optional(s.window.p99_ms, 0))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n  served p99 per {:.0} s slice (ms): {}",
+        w / SLICES_PER_WINDOW,
+        slices.join(" ")
+    );
+    match &summary.rss {
+        Some(rss) => {
+            let _ = writeln!(
+                out,
+                "  server RSS: {:.1} MiB after warm-up, {:.1} MiB at the end ({:+.2}%, bound {}%), peak {:.1} MiB, slope {:+.1} MiB/h ({} samples)",
+                rss.after_warmup_mib,
+                rss.end_mib,
+                rss.growth_pct,
+                plan.max_rss_growth_pct,
+                rss.peak_mib,
+                rss.slope_mib_per_hour,
+                rss.samples
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  server RSS: not measured (no --server-pid)");
+        }
+    }
+    if let Some(b) = &summary.batcher {
+        let _ = writeln!(
+            out,
+            "  batcher: {} batches, {:.1} pairs per batch, padding efficiency {}, model busy {}%, {} OOM, {} splits, {} pairs queued at the end",
+            b.batches,
+            b.mean_pairs_per_batch.unwrap_or(0.0),
+            optional(b.padding_efficiency, 3),
+            optional(b.busy_share.map(|s| s * 100.0), 1),
+            b.oom_count,
+            b.splits,
+            b.queued_pairs_at_end
+        );
+    }
+    if summary.passed {
+        let _ = writeln!(
+            out,
+            "\nPASSED: no unexpected outcome, no skipped call, RSS within its bound"
+        );
+    } else {
+        let _ = writeln!(out, "\nFAILED:");
+        for failure in &summary.failures {
+            let _ = writeln!(out, "  - {failure}");
+        }
+    }
+    out
+}
+
+fn pair(window: &Window) -> String {
+    format!(
+        "{}/{}",
+        optional(window.p50_ms, 1),
+        optional(window.p99_ms, 1)
+    )
+}
+
+fn optional(value: Option<f64>, decimals: usize) -> String {
+    value.map_or("-".into(), |v| format!("{v:.decimals$}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::soak::mix::CLIENT_DEADLINE;
+
+    fn plan() -> Plan {
+        Plan {
+            rate: 10.0,
+            peak: None,
+            load_fraction: None,
+            measure_start_secs: 100.0,
+            measure_end_secs: 700.0,
+            window_secs: 100.0,
+            max_rss_growth_pct: 5.0,
+        }
+    }
+
+    fn call(kind: Kind, t_secs: f64, latency_ms: u64, code: &'static str) -> CallRecord {
+        CallRecord {
+            phase: if t_secs < 100.0 {
+                Phase::Warmup
+            } else {
+                Phase::Measured
+            },
+            kind,
+            t_secs,
+            latency_us: latency_ms * 1000,
+            code,
+        }
+    }
+
+    fn flat_rss(from: f64, to: f64, mib: f64) -> Vec<RssSample> {
+        (from as u64..=to as u64)
+            .map(|t| RssSample {
+                t_secs: t as f64,
+                bytes: (mib * MIB) as u64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn windows_compare_the_first_and_last_calls_of_each_kind() {
+        let mut recorder = Recorder::default();
+        // Rerank: 10 ms in the first window, 20 ms in the last, 99 in between.
+        for t in 0..700 {
+            let latency = match t {
+                100..=199 => 10,
+                600..=699 => 20,
+                _ => 99,
+            };
+            recorder.record(call(Kind::Rerank, t as f64, latency, "OK"), "");
+        }
+        recorder.record(call(Kind::Cancel, 150.0, 5, CLIENT_CANCELLED), "dropped");
+        recorder.record(
+            call(Kind::Deadline, 650.0, 3, CLIENT_DEADLINE),
+            "Timeout expired",
+        );
+        let summary = summarize(plan(), &recorder, &flat_rss(0.0, 700.0, 100.0), None);
+        let rerank = &summary.kinds[0];
+        assert_eq!((rerank.kind, rerank.calls), ("rerank", 600));
+        assert_eq!(
+            rerank.first,
+            Window {
+                calls: 100,
+                p50_ms: Some(10.0),
+                p99_ms: Some(10.0)
+            }
+        );
+        assert_eq!(rerank.last.p99_ms, Some(20.0));
+        assert_eq!(rerank.p99_ratio, Some(2.0));
+        let cancel = summary.kinds.iter().find(|k| k.kind == "cancel").unwrap();
+        assert_eq!(
+            (cancel.calls, cancel.first.calls),
+            (1, 0),
+            "a dropped call has no latency"
+        );
+        assert_eq!(summary.served_first.calls, 100);
+        assert_eq!(summary.slices.len(), 30);
+        assert_eq!(summary.slices[0].window.p99_ms, Some(10.0));
+        // Slices of 20 s: five in the first window, then the middle's 99 ms.
+        assert_eq!(summary.slices[4].window.p99_ms, Some(10.0));
+        assert_eq!(summary.slices[5].window.p99_ms, Some(99.0));
+        assert!(summary.passed, "{:?}", summary.failures);
+    }
+
+    #[test]
+    fn an_unexpected_outcome_in_any_phase_fails_with_its_first_message() {
+        let mut recorder = Recorder::default();
+        recorder.record(call(Kind::Bad, 50.0, 1, "OK"), "");
+        recorder.record(call(Kind::Rerank, 200.0, 1, "INTERNAL"), "the model failed");
+        recorder.record(call(Kind::Rerank, 300.0, 1, "INTERNAL"), "again");
+        recorder.record(call(Kind::Deadline, 300.0, 1, "CANCELLED"), "h2 reset");
+        assert_eq!(recorder.unexpected_count(), 4);
+        let summary = summarize(plan(), &recorder, &flat_rss(0.0, 700.0, 100.0), None);
+        assert!(!summary.passed);
+        assert_eq!(summary.failures.len(), 3, "{:?}", summary.failures);
+        assert!(summary
+            .failures
+            .iter()
+            .any(|f| f.starts_with("2 rerank call(s) ended INTERNAL")
+                && f.contains("the model failed")));
+        assert!(summary.failures.iter().any(|f| f.contains("Warmup")));
+        assert_eq!(summary.kinds[0].unexpected, 2);
+    }
+
+    #[test]
+    fn rss_growth_is_judged_between_the_medians_of_the_edges() {
+        let recorder = Recorder::default();
+        // 100 MiB for the warm-up and measuring, one spike, 104 at the end.
+        let mut rss = flat_rss(0.0, 689.0, 100.0);
+        rss[300].bytes = (400.0 * MIB) as u64;
+        rss.extend(flat_rss(690.0, 700.0, 104.0));
+        let summary = summarize(plan(), &recorder, &rss, None);
+        let r = summary.rss.clone().unwrap();
+        assert_eq!(
+            (r.after_warmup_mib, r.end_mib, r.peak_mib),
+            (100.0, 104.0, 400.0)
+        );
+        assert!((r.growth_pct - 4.0).abs() < 1e-9);
+        assert!(summary.passed);
+
+        let mut over = flat_rss(0.0, 689.0, 100.0);
+        over.extend(flat_rss(690.0, 700.0, 106.0));
+        let summary = summarize(plan(), &recorder, &over, None);
+        assert!(!summary.passed);
+        assert!(
+            summary.failures[0].contains("RSS grew 6.0%"),
+            "{:?}",
+            summary.failures
+        );
+        // A steady climb shows in the slope: 1 MiB a minute is 60 MiB/h.
+        let climbing: Vec<RssSample> = (100..=700)
+            .map(|t| RssSample {
+                t_secs: t as f64,
+                bytes: ((100.0 + t as f64 / 60.0) * MIB) as u64,
+            })
+            .collect();
+        let slope = summarize(plan(), &recorder, &climbing, None)
+            .rss
+            .unwrap()
+            .slope_mib_per_hour;
+        assert!((slope - 60.0).abs() < 0.5, "{slope}");
+    }
+
+    #[test]
+    fn skipped_calls_fail_and_missing_rss_is_not_judged() {
+        let recorder = Recorder {
+            skipped: 3,
+            ..Recorder::default()
+        };
+        let summary = summarize(plan(), &recorder, &[], None);
+        assert_eq!(summary.rss, None);
+        assert_eq!(summary.failures.len(), 1);
+        assert!(summary.failures[0].starts_with("3 call(s) not sent"));
+        assert!(table(&summary).contains("FAILED"));
+    }
+}
