@@ -6,7 +6,11 @@
 //! The promises checked (batcher/controller.rs and ARCHITECTURE.md):
 //! - the budget stays within `min_tokens..=max_tokens`, at start and after
 //!   every step;
-//! - a reading never grows the budget (growth comes from successes only);
+//! - a reading never grows the budget (growth comes from successes only),
+//!   and leaves it no larger than the reading allows: the allocator's
+//!   reserve (the largest batch since the last error, or the warm-up's)
+//!   plus the safety share of free memory, in tokens (ARCHITECTURE.md,
+//!   "GPU memory"), or the floor;
 //! - a success never shrinks it; it grows it only after
 //!   `successes_before_growth` successes in a row, by a batch that used at
 //!   least half of it;
@@ -117,19 +121,31 @@ pub fn run(data: &[u8]) -> Report {
     // Successes since the last growth or error, as an upper bound of the
     // controller's own count (it also resets when growth is capped).
     let mut in_a_row = 0u64;
+    // The reserve the documented memory model assumes, in tokens.
+    let mut reserve = warmed;
     while !bytes.is_empty() && report.steps < 10_000 {
         report.steps += 1;
         let before = controller.budget_tokens();
         let state = controller.state();
         match bytes.u8() % 4 {
             0 => {
-                controller.on_memory(reading(&mut bytes));
+                let memory = reading(&mut bytes);
+                controller.on_memory(memory);
                 ever_read = true;
                 let after = controller.budget_tokens();
                 within(after, "after a reading");
                 assert!(
                     after <= before,
                     "a reading grew the budget {before} -> {after}"
+                );
+                let per_token = state.bytes_per_token;
+                let allowed =
+                    reserve as f64 + memory.free_bytes as f64 * config.safety_fraction / per_token;
+                // One token of slack for the division's rounding.
+                assert!(
+                    after <= min || after as f64 <= allowed.floor() + 1.0,
+                    "after {memory:?} the budget is {after}, over the {allowed} tokens it \
+                     allows (reserve {reserve}, {per_token} bytes per token)"
                 );
                 if after < before {
                     report.shrank_on_reading += 1;
@@ -139,6 +155,7 @@ pub fn run(data: &[u8]) -> Report {
                 let failed = padded(&mut bytes, before);
                 controller.on_oom(failed);
                 ooms += 1;
+                reserve = 0;
                 in_a_row = 0;
                 report.ooms += 1;
                 let after = controller.budget_tokens();
@@ -155,6 +172,7 @@ pub fn run(data: &[u8]) -> Report {
                 let ran = padded(&mut bytes, before);
                 controller.on_success(ran);
                 successes += 1;
+                reserve = reserve.max(ran);
                 in_a_row += 1;
                 let after = controller.budget_tokens();
                 within(after, "after a success");
