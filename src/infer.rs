@@ -67,7 +67,7 @@ pub struct Chunking {
 }
 
 impl LongDocuments {
-    fn overflow(&self, config: &InferConfig) -> Overflow {
+    pub(crate) fn overflow(&self, config: &InferConfig) -> Overflow {
         match (self.chunking, self.truncate) {
             (Some(chunking), _) => Overflow::Chunk(ChunkPlan {
                 overlap: chunking.overlap,
@@ -483,7 +483,11 @@ fn not_too_long(text: &str, what: &str, config: &InferConfig) -> Result<(), Erro
     Ok(())
 }
 
-fn validate_pairs(query: &PairsQuery, config: &InferConfig, window: usize) -> Result<(), Error> {
+pub(crate) fn validate_pairs(
+    query: &PairsQuery,
+    config: &InferConfig,
+    window: usize,
+) -> Result<(), Error> {
     if query.pairs.is_empty() {
         return Err(Error::InvalidArgument(
             "pairs is empty; send at least one (query, document) pair".into(),
@@ -516,7 +520,7 @@ fn validate_pairs(query: &PairsQuery, config: &InferConfig, window: usize) -> Re
     Ok(())
 }
 
-fn validate(query: &RerankQuery, config: &InferConfig) -> Result<(), Error> {
+pub(crate) fn validate(query: &RerankQuery, config: &InferConfig) -> Result<(), Error> {
     if query.query.trim().is_empty() {
         return Err(Error::InvalidArgument(
             "query is empty; send the text to rank the documents against".into(),

@@ -20,6 +20,8 @@
 //!   seam and its libtorch implementation.
 //! - [`logging`]: the log writer, which never blocks or fails the code that
 //!   logs.
+//! - `fuzzing` (hidden): the entry the fuzz targets in `fuzz/` and their
+//!   stable property and corpus tests call; never on the serving path.
 //!
 //! Beside it in the workspace: `rerankd-api` (the generated gRPC code, which
 //! [`grpc::pb`] re-exports) and `rerankd-bench` (the load generator behind
@@ -39,6 +41,11 @@ pub mod model;
 pub mod server;
 pub mod serving;
 pub mod tokenize;
+
+/// For `fuzz/` and the tests only: reaches the crate's own pieces (request
+/// conversion and validation, the queue, the controller) with fuzzer bytes.
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub(crate) mod aggregate;
 pub(crate) mod gpu;

@@ -86,7 +86,7 @@ pub(super) fn to_long(
 }
 
 /// A RerankRequest as `infer` takes it.
-pub(super) fn to_query(
+pub(crate) fn to_query(
     request: pb::RerankRequest,
     deadline: Option<Instant>,
 ) -> Result<RerankQuery, Error> {
@@ -124,7 +124,7 @@ pub(super) fn to_response(
 }
 
 /// A ScorePairsRequest as `infer` takes it.
-pub(super) fn to_pairs_query(
+pub(crate) fn to_pairs_query(
     request: pb::ScorePairsRequest,
     deadline: Option<Instant>,
 ) -> Result<PairsQuery, Error> {

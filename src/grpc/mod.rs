@@ -5,7 +5,7 @@
 //! Must never: touch libtorch, the tokenizer or NVML (handlers validate,
 //! convert and call `Infer`).
 
-mod convert;
+pub(crate) mod convert;
 pub(crate) mod deadline;
 pub(crate) mod progressive;
 pub(crate) mod receive;

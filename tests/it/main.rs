@@ -13,6 +13,7 @@ mod bench;
 mod binary;
 mod clients;
 mod exported_models;
+mod fuzzing;
 mod layers;
 mod limits;
 mod long_documents;
