@@ -1208,6 +1208,9 @@ mod tests {
             .unwrap()
             .send(crate::worker::fake::batch_of(&[3]));
         assert!(answer.await.is_ok());
+        // The thread ends after that answer: wait until it has, or a batch
+        // could still reach it (and fail as a broken device's).
+        gone_client.closed().await;
         let (_sound, sound_client) = sound_model().await;
         let batcher = cuda_pair(gone_client, sound_client);
         // Worker 0 refuses the first batch; it goes to worker 1 instead.

@@ -67,6 +67,13 @@ impl ModelPermit<'_> {
 }
 
 impl ModelClient {
+    /// Resolves once the model thread has stopped taking jobs (tests wait
+    /// on it instead of racing the thread's exit).
+    #[cfg(test)]
+    pub async fn closed(&self) {
+        self.jobs.closed().await
+    }
+
     /// A place in the model thread's queue if one is free now; `Ok(None)`
     /// when it is full.
     pub fn try_reserve(&self) -> Result<Option<ModelPermit<'_>>, Error> {
