@@ -4,20 +4,19 @@
 //! with retry-after, while small requests still pass), the message read
 //! timeout, the handshake timeout and the connection limit.
 //!
-//! A message held half-sent is written with the h2 crate, byte for byte,
+//! A message held half-sent is written with the h2 crate (`common::bare`),
 //! since a gRPC client always sends its messages whole.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use prost::Message;
 use rerankd::config::{InferConfig, ServerConfig};
 use rerankd::grpc::pb;
 use rerankd::grpc::pb::reranker_client::RerankerClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
-use crate::common::{client, model_config, model_dir, request, start_server_serving};
+use crate::common::{bare, client, model_config, model_dir, request, start_server_serving};
 
 const MIB: usize = 1 << 20;
 
@@ -48,58 +47,25 @@ fn large_request(documents: usize, bytes: usize) -> pb::RerankRequest {
 /// A unary Rerank call on its own HTTP/2 connection whose message is sent
 /// in two parts, the second when the test says.
 struct HalfSent {
-    send: h2::SendStream<bytes::Bytes>,
+    call: bare::BareCall,
     rest: bytes::Bytes,
-    response: h2::client::ResponseFuture,
 }
 
 impl HalfSent {
     async fn start(addr: SocketAddr, message: &pb::RerankRequest, first: usize) -> HalfSent {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(connection);
-        let mut client = client.ready().await.unwrap();
-        let request = http::Request::post(format!("http://{addr}/rerank.v1.Reranker/Rerank"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .unwrap();
-        let (response, mut send) = client.send_request(request, false).unwrap();
-        let encoded = message.encode_to_vec();
-        let mut frame = vec![0u8];
-        frame.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&encoded);
-        let mut frame = bytes::Bytes::from(frame);
-        let rest = frame.split_off(first);
-        send.reserve_capacity(frame.len());
-        send.send_data(frame, false).unwrap();
-        HalfSent {
-            send,
-            rest,
-            response,
-        }
+        let mut call = bare::start(addr, "/rerank.v1.Reranker/Rerank", &[], message).await;
+        let rest = call.frame.split_off(first);
+        let head = std::mem::take(&mut call.frame);
+        call.send.reserve_capacity(head.len());
+        call.send.send_data(head, false).unwrap();
+        HalfSent { call, rest }
     }
 
     /// Sends the rest of the message and returns the call's grpc-status.
     async fn finish(mut self) -> i32 {
-        self.send.send_data(self.rest, true).unwrap();
-        grpc_status(self.response).await
+        self.call.send.send_data(self.rest, true).unwrap();
+        bare::status(self.call.response).await.0
     }
-}
-
-/// The grpc-status of a call's answer (trailers-only or after its body).
-async fn grpc_status(response: h2::client::ResponseFuture) -> i32 {
-    let (head, mut body) = response.await.unwrap().into_parts();
-    let headers = match head.headers.get("grpc-status") {
-        Some(_) => head.headers,
-        None => {
-            while let Some(chunk) = body.data().await {
-                chunk.unwrap();
-            }
-            body.trailers().await.unwrap().expect("no trailers")
-        }
-    };
-    headers["grpc-status"].to_str().unwrap().parse().unwrap()
 }
 
 /// Waits until the server's Stats say `bytes` are in flight at least.
@@ -188,7 +154,7 @@ async fn a_message_that_stops_arriving_is_ended_and_released() {
     );
     let half = HalfSent::start(addr, &large_request(20, 50_000), 3000).await;
     until_in_flight(addr, 1_000_000).await;
-    let code = tokio::time::timeout(FAILURE_BOUND, grpc_status(half.response))
+    let (code, _) = tokio::time::timeout(FAILURE_BOUND, bare::status(half.call.response))
         .await
         .expect("the stalled call was never ended");
     assert_eq!(code, Code::DeadlineExceeded as i32);

@@ -534,41 +534,9 @@ async fn bare_call(
     message: impl prost::Message,
     timeout: &str,
 ) -> (i32, String) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    let request = http::Request::post(format!("http://{addr}{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("grpc-timeout", timeout)
-        .body(())
-        .unwrap();
-    let (response, mut send) = client.send_request(request, false).unwrap();
-    let encoded = message.encode_to_vec();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&encoded);
-    send.send_data(bytes::Bytes::from(frame), true).unwrap();
-    let response = response.await.unwrap();
-    let (head, mut body) = response.into_parts();
-    // A trailers-only answer carries grpc-status in its headers; otherwise
-    // it comes in the trailers after the body.
-    let headers = match head.headers.get("grpc-status") {
-        Some(_) => head.headers,
-        None => {
-            while let Some(chunk) = body.data().await {
-                chunk.unwrap();
-            }
-            body.trailers().await.unwrap().expect("no trailers")
-        }
-    };
-    let code = headers["grpc-status"].to_str().unwrap().parse().unwrap();
-    let message = headers
-        .get("grpc-message")
-        .map(|m| m.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (code, message)
+    let mut call = bare::start(addr, path, &[("grpc-timeout", timeout)], &message).await;
+    call.send.send_data(call.frame, true).unwrap();
+    bare::status(call.response).await
 }
 
 /// A deadline that passes while the documents are being tokenized and

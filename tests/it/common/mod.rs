@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod bare;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
