@@ -20,6 +20,8 @@
 //!   seam and its libtorch implementation.
 //! - [`logging`]: the log writer, which never blocks or fails the code that
 //!   logs.
+//! - [`malloc`]: glibc malloc's fixed mmap threshold for a long run, set
+//!   once at start-up.
 //! - `fuzzing` (hidden): the entry the fuzz targets in `fuzz/` and their
 //!   stable property and corpus tests call; never on the serving path.
 //!
@@ -37,6 +39,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod logging;
+pub mod malloc;
 pub mod model;
 pub mod server;
 pub mod serving;
