@@ -1,5 +1,6 @@
 //! End to end for serving in the real stack (real model, real port): health
-//! says NOT_SERVING while the model loads, SERVING once warm, NOT_SERVING
+//! (of the server, the Reranker and TEI's services) says NOT_SERVING while
+//! the model loads, SERVING once warm, NOT_SERVING
 //! again from shutdown, and `Watch` follows it; reflection (v1 and v1alpha)
 //! lists the services; the metrics endpoint exposes every metric README
 //! documents, with plausible values after traffic; TLS and mutual TLS
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use rerankd::config::{InferConfig, ServerConfig, TlsFiles};
+use rerankd::grpc::tei_pb;
 use rerankd::{server, serving};
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
@@ -86,6 +88,9 @@ fn quick_drain() -> ServerConfig {
     }
 }
 
+/// The health names that follow the model: the whole server and each API.
+const SERVICES: [&str; 4] = ["", "rerank.v1.Reranker", "tei.v1.Rerank", "tei.v1.Info"];
+
 async fn health(addr: SocketAddr) -> HealthClient<Channel> {
     HealthClient::new(channel(addr).await)
 }
@@ -131,10 +136,13 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
         next_status(&mut watch).await,
         Some(ServingStatus::NotServing as i32)
     );
-    assert_eq!(
-        check(&mut health, "").await,
-        ServingStatus::NotServing as i32
-    );
+    for service in SERVICES {
+        assert_eq!(
+            check(&mut health, service).await,
+            ServingStatus::NotServing as i32,
+            "{service}"
+        );
+    }
     let mut rerank = client(served.addr).await;
     let status = rerank
         .rerank(request("q", &["a document"]))
@@ -142,6 +150,9 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert!(status.message().contains("still loading"), "{status:?}");
+    let mut tei = tei_pb::info_client::InfoClient::new(channel(served.addr).await);
+    let status = tei.info(tei_pb::InfoRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(
         sample(&scrape(served.metrics).await, "rerankd_model_ready"),
         Some(0.0)
@@ -152,7 +163,13 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
         next_status(&mut watch).await,
         Some(ServingStatus::Serving as i32)
     );
-    assert_eq!(check(&mut health, "").await, ServingStatus::Serving as i32);
+    for service in SERVICES {
+        assert_eq!(
+            check(&mut health, service).await,
+            ServingStatus::Serving as i32,
+            "{service}"
+        );
+    }
     let response = rerank
         .rerank(request("q", &["a document", "another"]))
         .await
