@@ -52,13 +52,14 @@ def main():
     args = parser.parse_args()
     sys.path.insert(0, args.stubs)
 
-    import grpc
     import tei_pb2
     import tei_pb2_grpc
     from google.protobuf.descriptor_pool import DescriptorPool
     from google.protobuf.json_format import MessageToDict
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    import grpc
 
     with open(args.cases, encoding="utf-8") as f:
         cases = json.load(f)
