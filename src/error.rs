@@ -1,5 +1,11 @@
 //! The crate's error type and its one mapping to `tonic::Status`.
 //!
+//! The mapping has one adapter per API served: rerankd's own
+//! (`rerank.v1`, `From<Error> for Status`) and TEI's (`tei.v1`,
+//! `Error::into_status(Api::Tei)`), whose clients expect the codes of TEI's
+//! router. They differ only where TEI's router gives an error class another
+//! code (see [`Api::Tei`]); both are written in the one match below.
+//!
 //! Owns: every failure a caller of rerankd can see, and which gRPC code it
 //! gets. Must never: be mapped to a `Status` anywhere else; carry a panic
 //! message or a Rust debug dump to a client.
@@ -130,20 +136,48 @@ pub enum Error {
     WorkerOut { device: String, reason: String },
 }
 
+/// The API a status goes out on: its clients expect its codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `rerank.v1`: rerankd's own codes.
+    Rerankd,
+    /// `tei.v1` (text-embeddings-inference's gRPC API): TEI's router maps a
+    /// backend error and a tokenizer error to FAILED_PRECONDITION, where
+    /// rerankd says INTERNAL (`Inference`, `Tokenizer`) or, for a pair that
+    /// cannot fit in device memory (TEI has no such case: to it, a failed
+    /// forward pass is a backend error), RESOURCE_EXHAUSTED. Every other
+    /// error gets the same code on both: validation INVALID_ARGUMENT,
+    /// overload RESOURCE_EXHAUSTED, not ready UNAVAILABLE, as TEI's router
+    /// does; the deadline and cancellation codes are gRPC's own.
+    Tei,
+}
+
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
-        let message = error.to_string();
-        match error {
+        error.into_status(Api::Rerankd)
+    }
+}
+
+impl Error {
+    /// This error as the status that `api`'s clients get: the one mapping.
+    pub fn into_status(self, api: Api) -> tonic::Status {
+        let message = self.to_string();
+        match self {
             Error::InvalidArgument(_) | Error::PairTooLong { .. } => {
                 tonic::Status::invalid_argument(message)
             }
             Error::Config(_) | Error::ModelDir { .. } | Error::ModelLoad(_) => {
                 tonic::Status::failed_precondition(message)
             }
-            Error::Inference(_) | Error::Tokenizer(_) | Error::Server(_) => {
-                tonic::Status::internal(message)
-            }
-            Error::OutOfMemory { .. } => tonic::Status::resource_exhausted(message),
+            Error::Inference(_) | Error::Tokenizer(_) => match api {
+                Api::Rerankd => tonic::Status::internal(message),
+                Api::Tei => tonic::Status::failed_precondition(message),
+            },
+            Error::Server(_) => tonic::Status::internal(message),
+            Error::OutOfMemory { .. } => match api {
+                Api::Rerankd => tonic::Status::resource_exhausted(message),
+                Api::Tei => tonic::Status::failed_precondition(message),
+            },
             Error::Overloaded { retry_after, .. } | Error::InflightFull { retry_after, .. } => {
                 let mut status = tonic::Status::resource_exhausted(message);
                 let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
@@ -281,5 +315,57 @@ mod tests {
                 .unwrap(),
             "2"
         );
+    }
+
+    /// TEI's codes differ from rerankd's only for a backend or tokenizer
+    /// failure (FAILED_PRECONDITION in TEI's router); everything else,
+    /// message and `retry-after` included, is the same status.
+    #[test]
+    fn tei_clients_get_teis_codes_and_the_same_messages() {
+        let differs = |error: fn() -> Error, rerankd: Code| {
+            assert_eq!(tonic::Status::from(error()).code(), rerankd);
+            let tei = error().into_status(Api::Tei);
+            assert_eq!(tei.code(), Code::FailedPrecondition, "{tei:?}");
+            assert_eq!(tei.message(), error().to_string());
+        };
+        differs(|| Error::Inference("index".into()), Code::Internal);
+        differs(|| Error::Tokenizer("x".into()), Code::Internal);
+        differs(
+            || Error::OutOfMemory {
+                index: 0,
+                tokens: 512,
+                message: "CUDA out of memory".into(),
+            },
+            Code::ResourceExhausted,
+        );
+        let same: [fn() -> Error; 9] = [
+            || Error::InvalidArgument("`texts` cannot be empty".into()),
+            || Error::PairTooLong {
+                index: 1,
+                tokens: 700,
+                max_length: 512,
+            },
+            || Error::Loading,
+            || Error::Unavailable("stopped".into()),
+            || Error::DeadlineExceeded,
+            || Error::Cancelled,
+            || Error::Server("x".into()),
+            || Error::Overloaded {
+                queued_pairs: 10,
+                retry_after: std::time::Duration::from_millis(200),
+            },
+            || Error::SlowMessage {
+                timeout: std::time::Duration::from_secs(1),
+            },
+        ];
+        for error in same {
+            let (ours, tei) = (tonic::Status::from(error()), error().into_status(Api::Tei));
+            assert_eq!(ours.code(), tei.code(), "{ours:?}");
+            assert_eq!(ours.message(), tei.message());
+            assert_eq!(
+                ours.metadata().get("retry-after"),
+                tei.metadata().get("retry-after")
+            );
+        }
     }
 }

@@ -186,6 +186,12 @@ impl Infer {
         &self.info
     }
 
+    /// The request limits and batching settings it serves with (TEI's
+    /// `Info` reports them).
+    pub fn config(&self) -> &InferConfig {
+        &self.config
+    }
+
     pub fn stats(&self) -> BatcherStats {
         self.batcher.stats()
     }
@@ -543,7 +549,7 @@ pub(crate) fn validate(query: &RerankQuery, config: &InferConfig) -> Result<(), 
 /// `top_n` (0 = all), with `activation` applied after ranking: sigmoid
 /// saturates at 1.0 in f32, so ranking normalised scores could reorder.
 /// Scores must be finite.
-fn rank(raw: &[f32], top_n: usize, activation: Option<Activation>) -> Vec<(usize, f32)> {
+pub(crate) fn rank(raw: &[f32], top_n: usize, activation: Option<Activation>) -> Vec<(usize, f32)> {
     let mut ranked: Vec<(usize, f32)> = raw.iter().copied().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     if top_n > 0 {

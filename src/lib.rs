@@ -4,7 +4,8 @@
 //! - [`config`]: command-line flags and the typed configs they become.
 //! - [`error`]: the error type and its one mapping to `tonic::Status`.
 //! - [`server`]: start-up (load, warm up) and serving until shutdown.
-//! - [`grpc`]: generated protobuf code and the `rerank.v1.Reranker` handlers.
+//! - [`grpc`]: generated protobuf code, the `rerank.v1.Reranker` handlers and
+//!   TEI's `tei.v1.Rerank` and `tei.v1.Info` (for TEI's gRPC clients).
 //! - [`infer`]: one request from text to ranked results.
 //! - [`tokenize`]: (query, document) text to token ids: truncation and
 //!   splitting long documents into windows.

@@ -1,5 +1,6 @@
-//! Serving: `rerank.v1.Reranker`, `grpc.health.v1` and gRPC reflection (v1
-//! and v1alpha) on one port, the transport settings (TLS or mutual TLS,
+//! Serving: `rerank.v1.Reranker`, TEI's `tei.v1.Rerank` and `tei.v1.Info`
+//! (`grpc::tei`), `grpc.health.v1` and gRPC reflection (v1 and v1alpha) on
+//! one port, the transport settings (TLS or mutual TLS,
 //! HTTP/2 keepalive, concurrent streams, connection age, the reset limits
 //! that guard against rapid reset, the connection limit and handshake
 //! timeout of `listener`, the Reranker's message budget and read timeout of
@@ -38,16 +39,19 @@ use crate::error::Error;
 use crate::grpc::pb::reranker_server::RerankerServer;
 use crate::grpc::receive::Receive;
 use crate::grpc::service::{Ready, RerankService};
-use crate::grpc::{deadline, pb};
+use crate::grpc::tei::{self, TeiService};
+use crate::grpc::{deadline, pb, tei_pb};
 use crate::listener::{Incoming, Limits};
 use crate::metrics::{Metrics, ScrapeStats};
 use crate::server::{Loaded, Parts};
 use crate::worker::thread::ModelThread;
 
-/// The health service names that follow the model: the whole server ("")
-/// and the Reranker.
+/// The health service names that follow the model: the whole server (""),
+/// the Reranker and the TEI services.
 const RERANKER: &str = <RerankerServer<RerankService> as NamedService>::NAME;
-const HEALTH_NAMES: [&str; 2] = ["", RERANKER];
+const TEI_RERANK: &str = <tei_pb::rerank_server::RerankServer<TeiService> as NamedService>::NAME;
+const TEI_INFO: &str = <tei_pb::info_server::InfoServer<TeiService> as NamedService>::NAME;
+const HEALTH_NAMES: [&str; 4] = ["", RERANKER, TEI_RERANK, TEI_INFO];
 
 /// Streams the server may reset on one connection for the client's protocol
 /// errors before it closes the connection (ENHANCE_YOUR_CALM): hyper's
@@ -208,11 +212,21 @@ fn grpc_router(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tei_pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_error =
         |e: tonic_reflection::server::Error| Error::Server(format!("gRPC reflection: {e}"));
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
+    let tei = tei::Services::new(
+        ready,
+        metrics,
+        draining.clone(),
+        tei::Limits {
+            max_message_bytes: config.max_message_bytes,
+            message_read_timeout: config.message_read_timeout,
+        },
+    );
     let reranker = RerankerServer::new(RerankService::new(
         Arc::clone(ready),
         Arc::clone(metrics),
@@ -247,7 +261,9 @@ fn grpc_router(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(reranker))
+        .add_service(reranker)
+        .add_service(tei.rerank)
+        .add_service(tei.info))
 }
 
 /// Hands a loaded model to the handlers; what is left is the server's to

@@ -23,4 +23,5 @@ mod rerank;
 mod score_pairs;
 mod serving;
 mod stream;
+mod tei;
 mod tokenize;

@@ -1,8 +1,11 @@
 //! End to end for serving in the real stack (real model, real port): health
-//! says NOT_SERVING while the model loads, SERVING once warm, NOT_SERVING
+//! (of the server, the Reranker and TEI's services) says NOT_SERVING while
+//! the model loads, SERVING once warm, NOT_SERVING
 //! again from shutdown, and `Watch` follows it; reflection (v1 and v1alpha)
 //! lists the services; the metrics endpoint exposes every metric README
-//! documents, with plausible values after traffic; TLS and mutual TLS
+//! documents, with plausible values after traffic (TEI's calls counted
+//! too), and a TEI `RerankStream` still being sent ends UNAVAILABLE on the
+//! drain; TLS and mutual TLS
 //! connect with good certificates and refuse bad ones.
 
 use std::net::SocketAddr;
@@ -10,6 +13,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use rerankd::config::{InferConfig, ServerConfig, TlsFiles};
+use rerankd::grpc::{pb, tei_pb};
 use rerankd::{server, serving};
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
@@ -86,6 +90,9 @@ fn quick_drain() -> ServerConfig {
     }
 }
 
+/// The health names that follow the model: the whole server and each API.
+const SERVICES: [&str; 4] = ["", "rerank.v1.Reranker", "tei.v1.Rerank", "tei.v1.Info"];
+
 async fn health(addr: SocketAddr) -> HealthClient<Channel> {
     HealthClient::new(channel(addr).await)
 }
@@ -131,10 +138,13 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
         next_status(&mut watch).await,
         Some(ServingStatus::NotServing as i32)
     );
-    assert_eq!(
-        check(&mut health, "").await,
-        ServingStatus::NotServing as i32
-    );
+    for service in SERVICES {
+        assert_eq!(
+            check(&mut health, service).await,
+            ServingStatus::NotServing as i32,
+            "{service}"
+        );
+    }
     let mut rerank = client(served.addr).await;
     let status = rerank
         .rerank(request("q", &["a document"]))
@@ -142,6 +152,9 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert!(status.message().contains("still loading"), "{status:?}");
+    let mut tei = tei_pb::info_client::InfoClient::new(channel(served.addr).await);
+    let status = tei.info(tei_pb::InfoRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(
         sample(&scrape(served.metrics).await, "rerankd_model_ready"),
         Some(0.0)
@@ -152,7 +165,13 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
         next_status(&mut watch).await,
         Some(ServingStatus::Serving as i32)
     );
-    assert_eq!(check(&mut health, "").await, ServingStatus::Serving as i32);
+    for service in SERVICES {
+        assert_eq!(
+            check(&mut health, service).await,
+            ServingStatus::Serving as i32,
+            "{service}"
+        );
+    }
     let response = rerank
         .rerank(request("q", &["a document", "another"]))
         .await
@@ -322,6 +341,67 @@ async fn metrics_expose_every_documented_metric_with_plausible_values() {
         "{text}"
     );
     stop(served).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tei_calls_are_counted_and_a_tei_stream_unfinished_at_the_drain_ends_unavailable() {
+    let mut served = serve(quick_drain());
+    release_and_wait(&mut served).await;
+    let mut tei = tei_pb::rerank_client::RerankClient::new(channel(served.addr).await);
+    let texts = vec!["a market".to_string(), "a river".to_string()];
+    let asked = tei_pb::RerankRequest {
+        query: "where is the market".into(),
+        texts,
+        ..Default::default()
+    };
+    assert_eq!(tei.rerank(asked).await.unwrap().into_inner().ranks.len(), 2);
+    let empty = tei_pb::RerankRequest {
+        query: "q".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        tei.rerank(empty).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let text = scrape(served.metrics).await;
+    for (code, count) in [("OK", 1.0), ("INVALID_ARGUMENT", 1.0)] {
+        let series = format!(r#"rerankd_requests_total{{rpc="tei.Rerank",code="{code}"}}"#);
+        assert_eq!(sample(&text, &series), Some(count), "{series}\n{text}");
+    }
+
+    // A stream whose client has not finished sending when the drain begins.
+    let (messages, inbound) = tokio::sync::mpsc::channel(1);
+    let message = tei_pb::RerankStreamRequest {
+        query: "q".into(),
+        text: "a document".into(),
+        ..Default::default()
+    };
+    messages.send(message).await.unwrap();
+    let mut streaming = tei.clone();
+    let call = tokio::spawn(async move {
+        streaming
+            .rerank_stream(tokio_stream::wrappers::ReceiverStream::new(inbound))
+            .await
+    });
+    // The server holds the message's bytes once it has it.
+    let mut rerank = client(served.addr).await;
+    while rerank
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .inflight_bytes
+        == 0
+    {}
+    served.shutdown.take().unwrap().send(()).unwrap();
+    let status = call.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("shutting down"), "{status:?}");
+    drop(messages);
+    let outcome = tokio::task::spawn_blocking(move || served.done.recv().unwrap())
+        .await
+        .unwrap();
+    assert!(outcome.is_ok(), "{outcome:?}");
 }
 
 /// A CA, a server certificate for localhost signed by it, and a client

@@ -6,6 +6,9 @@
 //! - [`pb`]: the messages, client and server generated from
 //!   `proto/rerank/v1/rerank.proto`, and the file descriptor set that
 //!   the server's reflection serves.
+//! - [`tei`]: the same for Hugging Face TEI's `tei.v1` API
+//!   (`proto/tei/tei.proto`, vendored unchanged), which the server serves
+//!   in part (`tei.v1.Rerank`, `tei.v1.Info`) for TEI's gRPC clients.
 //! - [`code_name`]: a gRPC status code's canonical name, the one spelling
 //!   that the server's metrics and the bench's failure counts share.
 //!
@@ -20,6 +23,17 @@ pub mod pb {
 
     /// The file descriptor set, for reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rerank_descriptor");
+}
+
+/// Generated from `proto/tei/tei.proto`, text-embeddings-inference's gRPC
+/// API (see `proto/tei/README.md` for its origin).
+#[allow(clippy::all)]
+pub mod tei {
+    tonic::include_proto!("tei.v1");
+
+    /// The file descriptor set for reflection: `tei.proto` with only the
+    /// services rerankd serves (`Rerank`, `Info`).
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tei_descriptor");
 }
 
 /// The canonical name of a gRPC status code, as the gRPC specification
