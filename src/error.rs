@@ -14,6 +14,13 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// The request is over one of the server's size limits (documents per
+    /// request, bytes per text, windows per document, pairs, bytes in
+    /// flight for one request); the message names the limit's flag. A
+    /// bad argument to gRPC (INVALID_ARGUMENT), 413 over HTTP.
+    #[error("{0}")]
+    TooLarge(String),
+
     /// A pair is longer than the model's window and the client asked not to
     /// truncate.
     #[error(
@@ -134,7 +141,7 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         let message = error.to_string();
         match error {
-            Error::InvalidArgument(_) | Error::PairTooLong { .. } => {
+            Error::InvalidArgument(_) | Error::TooLarge(_) | Error::PairTooLong { .. } => {
                 tonic::Status::invalid_argument(message)
             }
             Error::Config(_) | Error::ModelDir { .. } | Error::ModelLoad(_) => {
@@ -184,6 +191,11 @@ mod tests {
             Error::InvalidArgument("query is empty".into()),
             Code::InvalidArgument,
             "query is empty",
+        );
+        check(
+            Error::TooLarge("3 documents is over".into()),
+            Code::InvalidArgument,
+            "3 documents is over",
         );
         check(
             Error::PairTooLong {
