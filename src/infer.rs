@@ -208,6 +208,11 @@ impl Infer {
         &self.info
     }
 
+    /// The request limits and batching this server was started with.
+    pub fn config(&self) -> &InferConfig {
+        &self.config
+    }
+
     pub fn stats(&self) -> BatcherStats {
         self.batcher.stats()
     }
