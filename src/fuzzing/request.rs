@@ -222,7 +222,14 @@ fn check_encoded(encoded: &EncodedRequest, fit: Fit, inputs: usize, config: &Inf
         );
         assert!(!pair.is_empty(), "input {owner}: an empty pair");
         assert_eq!(pair.input_ids.len(), pair.token_type_ids.len());
-        if !matches!(fit.overflow, Overflow::Truncate(_)) {
+        // A pair is cut only by truncation, the request's own cap on a
+        // document's tokens, or chunking asked to keep the first windows.
+        let may_cut = match fit.overflow {
+            Overflow::Truncate(_) => true,
+            Overflow::Chunk(plan) => plan.keep_first,
+            Overflow::Refuse => false,
+        } || fit.max_document_tokens.is_some();
+        if !may_cut {
             assert!(!pair.truncated, "input {owner} truncated under {fit:?}");
         }
     }

@@ -180,7 +180,14 @@ fn the_http_api_names_nothing_of_grpc_tonic_protobuf_or_libtorch() {
         for (number, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");
             for name in ["crate::grpc", "tonic", "prost", "tch::", "nvml"] {
-                if code.contains(name) {
+                // A name, not the end of another (`watch::` is no `tch::`).
+                let named_here = code.match_indices(name).any(|(at, _)| {
+                    !code[..at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                });
+                if named_here {
                     named.push(format!("{}:{}: {name}", file.display(), number + 1));
                 }
             }
