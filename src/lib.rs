@@ -6,6 +6,8 @@
 //! - [`server`]: start-up (load, warm up) and serving until shutdown.
 //! - [`grpc`]: generated protobuf code, the `rerank.v1.Reranker` handlers and
 //!   TEI's `tei.v1.Rerank` and `tei.v1.Info` (for TEI's gRPC clients).
+//! - `http`: the HTTP API (Cohere, Jina and TEI shapes, health, info,
+//!   metrics) on its own port, beside gRPC.
 //! - [`infer`]: one request from text to ranked results.
 //! - [`tokenize`]: (query, document) text to token ids: truncation and
 //!   splitting long documents into windows.
@@ -53,6 +55,7 @@ pub mod fuzzing;
 
 pub(crate) mod aggregate;
 pub(crate) mod gpu;
+pub(crate) mod http;
 pub(crate) mod infer;
 pub(crate) mod inflight;
 pub(crate) mod listener;

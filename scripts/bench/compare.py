@@ -27,6 +27,11 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "gpu"))
 import rank_stats  # noqa: E402
 
+# The rerankd servers started here serve gRPC only: their HTTP API's default
+# port (0.0.0.0:8080) would be shared by several at once. An environment
+# variable, which binaries from before the HTTP API ignore, not a flag.
+os.environ["RERANKD_HTTP_ADDR"] = "off"
+
 
 def env(name, default=None):
     v = os.environ.get(name)

@@ -173,7 +173,7 @@ fn encode_rerank(
 ) -> Result<(EncodedRequest, Fit), Error> {
     let query = convert::to_query(request, None)?;
     infer::validate(&query, config)?;
-    let fit = tokenizer.fit(query.long.overflow(config));
+    let fit = query.long.fit(tokenizer.max_length(), config);
     let (abandon, _held) = Abandon::new(None);
     let encoded = tokenizer.encode_request(&query.query, &query.documents, fit, &abandon)?;
     Ok((encoded, fit))
@@ -187,10 +187,9 @@ fn encode_pairs(
 ) -> Result<(EncodedRequest, Fit), Error> {
     let query = convert::to_pairs_query(request, None)?;
     infer::validate_pairs(&query, config, tokenizer.max_length())?;
-    let fit = Fit {
-        max_length: query.max_length.unwrap_or(tokenizer.max_length()),
-        overflow: query.long.overflow(config),
-    };
+    let fit = query
+        .long
+        .fit(query.max_length.unwrap_or(tokenizer.max_length()), config);
     let (abandon, _held) = Abandon::new(None);
     let encoded = tokenizer.encode_pairs(&query.pairs, fit, &abandon)?;
     Ok((encoded, fit))
@@ -223,7 +222,14 @@ fn check_encoded(encoded: &EncodedRequest, fit: Fit, inputs: usize, config: &Inf
         );
         assert!(!pair.is_empty(), "input {owner}: an empty pair");
         assert_eq!(pair.input_ids.len(), pair.token_type_ids.len());
-        if !matches!(fit.overflow, Overflow::Truncate(_)) {
+        // A pair is cut only by truncation, the request's own cap on a
+        // document's tokens, or chunking asked to keep the first windows.
+        let may_cut = match fit.overflow {
+            Overflow::Truncate(_) => true,
+            Overflow::Chunk(plan) => plan.keep_first,
+            Overflow::Refuse => false,
+        } || fit.max_document_tokens.is_some();
+        if !may_cut {
             assert!(!pair.truncated, "input {owner} truncated under {fit:?}");
         }
     }

@@ -1,7 +1,7 @@
 //! End to end for serving in the real stack (real model, real port): health
 //! (of the server, the Reranker and TEI's services) says NOT_SERVING while
-//! the model loads, SERVING once warm, NOT_SERVING
-//! again from shutdown, and `Watch` follows it; reflection (v1 and v1alpha)
+//! the model loads, SERVING once warm, NOT_SERVING again from shutdown, and
+//! `Watch` and the HTTP port's /health follow it; reflection (v1 and v1alpha)
 //! lists the services; the metrics endpoint exposes every metric README
 //! documents, with plausible values after traffic (TEI's calls counted
 //! too), and a TEI `RerankStream` still being sent ends UNAVAILABLE on the
@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::web;
 use crate::common::*;
 use rerankd::config::{InferConfig, ServerConfig, TlsFiles};
 use rerankd::grpc::{pb, tei_pb};
@@ -28,6 +29,8 @@ use tonic_health::pb::HealthCheckRequest;
 struct Served {
     addr: SocketAddr,
     metrics: SocketAddr,
+    /// The HTTP API's port.
+    http: SocketAddr,
     release: Option<oneshot::Sender<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     done: std::sync::mpsc::Receiver<Result<(), rerankd::Error>>,
@@ -47,10 +50,12 @@ fn serve(config: ServerConfig) -> Served {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addrs
                 .send((
                     listener.local_addr().unwrap(),
                     metrics.local_addr().unwrap(),
+                    http.local_addr().unwrap(),
                 ))
                 .unwrap();
             let model = model_config(model_dir("tiny-bert"), "fp32");
@@ -61,14 +66,20 @@ fn serve(config: ServerConfig) -> Served {
             let shutdown = async move {
                 let _ = shutdown_seen.await;
             };
-            let outcome = serving::serve(listener, Some(metrics), config, load, shutdown).await;
+            let listeners = serving::Listeners {
+                grpc: listener,
+                metrics: Some(metrics),
+                http: Some(http),
+            };
+            let outcome = serving::serve(listeners, config, load, shutdown).await;
             let _ = finished.send(outcome);
         });
     });
-    let (addr, metrics) = bound.recv().unwrap();
+    let (addr, metrics, http) = bound.recv().unwrap();
     Served {
         addr,
         metrics,
+        http,
         release: Some(release),
         shutdown: Some(shutdown),
         done,
@@ -131,7 +142,11 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_on_shutdown() {
-    let mut served = serve(quick_drain());
+    // Long enough a drain to ask the HTTP port's /health during it.
+    let mut served = serve(ServerConfig {
+        drain_delay: Duration::from_secs(2),
+        ..quick_drain()
+    });
     let mut health = health(served.addr).await;
     let mut watch = watch_health(channel(served.addr).await).await;
     assert_eq!(
@@ -155,6 +170,10 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
     let mut tei = tei_pb::info_client::InfoClient::new(channel(served.addr).await);
     let status = tei.info(tei_pb::InfoRequest {}).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    // The HTTP port says the same.
+    let http_health = web::call(served.http, "GET", "/health", None).await;
+    assert_eq!(http_health.status, 503);
+    assert_eq!(http_health.json()["message"], status.message());
     assert_eq!(
         sample(&scrape(served.metrics).await, "rerankd_model_ready"),
         Some(0.0)
@@ -172,6 +191,10 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
             "{service}"
         );
     }
+    assert_eq!(
+        web::call(served.http, "GET", "/health", None).await.status,
+        200
+    );
     let response = rerank
         .rerank(request("q", &["a document", "another"]))
         .await
@@ -183,6 +206,15 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
     assert_eq!(
         next_status(&mut watch).await,
         Some(ServingStatus::NotServing as i32)
+    );
+    // Draining: /health is 503 at once, and requests are still served
+    // while the drain delay runs.
+    let draining = web::call(served.http, "GET", "/health", None).await;
+    assert_eq!(draining.status, 503, "{}", draining.body);
+    let body = serde_json::json!({"query": "q", "documents": ["a document"]});
+    assert_eq!(
+        web::post(served.http, "/v1/rerank", &body).await.status,
+        200
     );
     // The drain ends the watch instead of waiting on it.
     assert_eq!(next_status(&mut watch).await, None);
