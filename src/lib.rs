@@ -23,8 +23,8 @@
 //!   seam and its libtorch implementation.
 //! - [`logging`]: the log writer, which never blocks or fails the code that
 //!   logs.
-//! - [`malloc`]: glibc malloc's fixed mmap threshold for a long run, set
-//!   once at start-up.
+//! - [`malloc`]: the model thread's periodic `malloc_trim`, which keeps a
+//!   long run's RSS from creeping up with heap fragmentation.
 //! - `fuzzing` (hidden): the entry the fuzz targets in `fuzz/` and their
 //!   stable property and corpus tests call; never on the serving path.
 //!
@@ -42,7 +42,6 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod logging;
-pub mod malloc;
 pub mod model;
 pub mod server;
 pub mod serving;
@@ -59,6 +58,7 @@ pub(crate) mod http;
 pub(crate) mod infer;
 pub(crate) mod inflight;
 pub(crate) mod listener;
+pub(crate) mod malloc;
 pub(crate) mod metrics;
 pub(crate) mod worker;
 

@@ -40,15 +40,13 @@ fn init_logging(format: LogFormat) -> anyhow::Result<logging::Flush> {
 }
 
 fn main() -> anyhow::Result<()> {
-    // Before any thread allocates (RELIABILITY.md, "Soak").
-    let malloc = rerankd::malloc::tune();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
     let result = runtime.block_on(async {
         match Cli::parse().command {
-            Command::Serve(args) => serve(args, malloc).await,
+            Command::Serve(args) => serve(args).await,
             Command::Bench(args) => {
                 rerankd_bench::run(args).await?;
                 Ok(())
@@ -63,12 +61,8 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn serve(args: ServeArgs, malloc: Option<i32>) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _flush = init_logging(args.log_format)?;
-    tracing::info!(
-        mmap_threshold_bytes = ?malloc,
-        "glibc malloc's mmap threshold fixed for a long run (None: the environment's own)"
-    );
     // Renamed when several devices arrived; ignoring it would quietly serve
     // on the CPU a deployment that asked for a GPU.
     if std::env::var_os("RERANKD_DEVICE").is_some() {

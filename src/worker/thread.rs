@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::split::{score_splitting, SplitRecord};
 use crate::error::Error;
 use crate::gpu::{MemoryProbe, MemoryReading};
+use crate::malloc::{Trim, TRIM_EVERY};
 use crate::model::{PaddedBatch, ScoreError, Scorer};
 
 /// Room for the batch computing (until the thread takes it) and the one
@@ -180,6 +181,7 @@ impl ModelThread {
                         return;
                     }
                 };
+                let mut trim = Trim::new(TRIM_EVERY);
                 while let Some(job) = incoming.blocking_recv() {
                     // The requester has gone (cancelled, timed out): skip the work.
                     if job.reply.is_closed() {
@@ -196,6 +198,8 @@ impl ModelThread {
                         record,
                         reading,
                     });
+                    // After the answer, so no batch waits for it.
+                    trim.after_batch();
                     if let Some(error) = broken {
                         refuse_the_rest(&mut incoming, &error);
                         break;

@@ -41,6 +41,8 @@ pub(super) fn to_long(truncate: bool, direction: i32) -> Result<LongDocuments, E
         truncate,
         side,
         chunking: None,
+        // TEI has no per-document token limit: the window decides.
+        max_document_tokens: None,
     })
 }
 
@@ -186,7 +188,8 @@ mod tests {
             LongDocuments {
                 truncate: false,
                 side: Side::Right,
-                chunking: None
+                chunking: None,
+                max_document_tokens: None,
             }
         );
         assert!(!query.raw_scores && !query.return_documents);

@@ -195,6 +195,7 @@ mod tests {
             truncate,
             side,
             chunking: None,
+            max_document_tokens: None,
         };
         let (cut, keep, left) = (
             long(true, Side::Right),
