@@ -1,5 +1,6 @@
-//! Serving: `rerank.v1.Reranker`, `grpc.health.v1` and gRPC reflection (v1
-//! and v1alpha) on one port, the transport settings (TLS or mutual TLS,
+//! Serving: `rerank.v1.Reranker` (behind the API keys, when set),
+//! `grpc.health.v1` and gRPC reflection (v1 and v1alpha) on one port, the
+//! transport settings (TLS or mutual TLS,
 //! HTTP/2 keepalive, concurrent streams, connection age, the reset limits
 //! that guard against rapid reset, the connection limit and handshake
 //! timeout of `listener`, the Reranker's message budget and read timeout of
@@ -33,6 +34,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+use crate::auth::ApiKeys;
 use crate::config::{ServerConfig, TlsFiles};
 use crate::error::Error;
 use crate::grpc::pb::reranker_server::RerankerServer;
@@ -193,8 +195,9 @@ where
 }
 
 /// The gRPC services on one router, with the transport settings: health,
-/// reflection (v1 and v1alpha), and the Reranker behind the deadline
-/// interceptor.
+/// reflection (v1 and v1alpha), and the Reranker behind the API keys (when
+/// set) and the deadline interceptor. Health and reflection stay open:
+/// probes carry no key, and reflection serves only the public schema.
 fn grpc_router(
     config: &ServerConfig,
     ready: &Ready,
@@ -226,6 +229,16 @@ fn grpc_router(
         config.max_message_bytes,
         config.message_read_timeout,
     );
+    let keys = ApiKeys::load(&config.api_keys)?;
+    tracing::info!(
+        api_keys = keys.len(),
+        "{}",
+        if keys.is_empty() {
+            "no API key set: Reranker calls need none"
+        } else {
+            "Reranker calls need one of the API keys (authorization: Bearer)"
+        }
+    );
 
     let mut builder = Server::builder()
         .http2_keepalive_interval(config.keepalive_interval)
@@ -247,7 +260,8 @@ fn grpc_router(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(reranker))
+        // Outermost, so a refused call's message is never read or charged.
+        .add_service(keys.guard(reranker)))
 }
 
 /// Hands a loaded model to the handlers; what is left is the server's to
