@@ -67,8 +67,12 @@ impl std::str::FromStr for ApiKey {
 /// Why a configured key was refused. Never carries the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    // clap hands an empty RERANKD_API_KEY to the parser as one empty key:
+    // a deployment whose secret did not arrive stops here rather than
+    // serving with no key.
     #[error(
-        "an API key may not be empty (check for a doubled or trailing comma in RERANKD_API_KEY)"
+        "an API key may not be empty (is RERANKD_API_KEY set but empty, or does it hold a \
+         doubled or trailing comma?)"
     )]
     Empty,
     #[error(
@@ -185,9 +189,9 @@ impl ApiKeys {
         }
     }
 
-    /// `service` behind this key set: every call without an accepted key
-    /// gets UNAVAILABLE's sibling, UNAUTHENTICATED, before its message is
-    /// read. One line per service in `serving`; any tonic service fits.
+    /// `service` behind this key set: a call without an accepted key gets
+    /// UNAUTHENTICATED before its message is read. One line per service in
+    /// `serving`; any tonic service fits.
     pub fn guard<S: NamedService>(&self, service: S) -> InterceptedService<S, RequireKey> {
         InterceptedService::new(
             service,

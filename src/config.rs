@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 
 use rerankd_bench::BenchArgs;
 
-use crate::auth::{ApiKey, KeySource};
+use crate::auth::{ApiKey, KeyError, KeySource};
 use crate::batcher::controller::ControllerConfig;
 use crate::batcher::scheduler::BatcherConfig;
 use crate::model::{DeviceSpec, DtypeRequest};
@@ -232,7 +232,8 @@ pub struct ServeArgs {
         long = "api-key",
         env = "RERANKD_API_KEY",
         value_delimiter = ',',
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = ApiKeyParser
     )]
     pub api_keys: Vec<ApiKey>,
 
@@ -325,6 +326,34 @@ pub struct ServeArgs {
 pub enum LogFormat {
     Human,
     Json,
+}
+
+/// Parses `--api-key` without echoing it: clap's error for a value a
+/// plain parser refuses quotes the value.
+#[derive(Clone)]
+struct ApiKeyParser;
+
+impl clap::builder::TypedValueParser for ApiKeyParser {
+    type Value = ApiKey;
+
+    fn parse_ref(
+        &self,
+        _command: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<ApiKey, clap::Error> {
+        let refused = |why: KeyError| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--api-key (or RERANKD_API_KEY): {why}\n"),
+            )
+        };
+        value
+            .to_str()
+            .ok_or(refused(KeyError::NotVisibleAscii))?
+            .parse()
+            .map_err(refused)
+    }
 }
 
 fn parse_seconds(value: &str) -> Result<f64, String> {
