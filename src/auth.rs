@@ -316,21 +316,15 @@ async fn require_key_http(
     }
 }
 
-/// 401 with `{"message"}` and `WWW-Authenticate: Bearer` (RFC 6750).
-// Until the HTTP port's one mapping of `Error` exists (wip-http), the
-// refusal builds its response here.
+/// 401 with `{"message"}` and `WWW-Authenticate: Bearer`, through the
+/// HTTP port's one mapping of `Error`.
 fn unauthorized(error: Error) -> axum::response::Response {
-    use axum::http::{header, HeaderValue, StatusCode};
-    let body = serde_json::json!({ "message": error.to_string() }).to_string();
-    let mut response = axum::response::Response::new(axum::body::Body::from(body));
-    *response.status_mut() = StatusCode::UNAUTHORIZED;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
+    use axum::response::IntoResponse;
+    crate::http::error::ApiError {
+        error,
+        shape: crate::http::error::Shape::Message,
+    }
+    .into_response()
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ use rerankd::auth::KeySource;
 use rerankd::config::{InferConfig, ServerConfig, TlsFiles};
 use rerankd::grpc::pb;
 use rerankd::grpc::pb::reranker_client::RerankerClient;
+use rerankd::{server, serving};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -230,6 +232,8 @@ async fn keys_work_over_tls_and_mutual_tls() {
 struct Running {
     child: std::process::Child,
     addr: SocketAddr,
+    /// The HTTP API's address.
+    http: SocketAddr,
     /// Its log until it served.
     seen: Vec<String>,
     /// Reads the rest of its log on its own thread, so the pipe never fills.
@@ -244,6 +248,7 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
         .args(args)
         .env("RERANKD_MODEL", model_dir("tiny-bert"))
         .env("RERANKD_ADDR", "127.0.0.1:0")
+        .env("RERANKD_HTTP_ADDR", "127.0.0.1:0")
         .env("RERANKD_DTYPE", "fp32")
         .env("RERANKD_DRAIN_DELAY_SECS", "0")
         .env("RUST_LOG", "trace")
@@ -267,10 +272,17 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
             break addr;
         }
     };
+    let http = seen
+        .iter()
+        .find(|line| line.contains("serving the HTTP API"))
+        .and_then(|line| line.split("addr=").nth(1))
+        .map(|rest| rest.trim().parse::<SocketAddr>().unwrap())
+        .unwrap_or_else(|| panic!("no HTTP address in {seen:#?}"));
     let rest = std::thread::spawn(move || log.map_while(Result::ok).collect());
     Running {
         child,
         addr,
+        http,
         seen,
         rest,
     }
@@ -326,6 +338,23 @@ async fn the_server_never_logs_a_key_even_at_trace_level() {
     )
     .await;
     check(&channel, None, Err("requires an API key")).await;
+    let rerank_body = r#"{"query": "q", "documents": ["a", "b"]}"#;
+    let ok = http_call(
+        first.http,
+        "POST /v1/rerank",
+        Some(&format!("Bearer {file_key}")),
+        rerank_body,
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let refused = http_call(
+        first.http,
+        "POST /v2/rerank",
+        Some(&format!("Bearer {wrong_key}")),
+        rerank_body,
+    )
+    .await;
+    assert_eq!(refused.status, 401, "{refused:?}");
     let mut log = stop(first).await;
 
     let both = format!("{env_key},{flag_key}");
@@ -342,12 +371,13 @@ async fn the_server_never_logs_a_key_even_at_trace_level() {
     log.extend(stop(second).await);
 
     let text = log.join("\n");
-    // The log is the whole run's: start-up, the calls, the refusals.
+    // The log is the whole run's: start-up, the calls, the refusals (four
+    // over gRPC, one over HTTP).
     assert!(text.contains("api_keys=2"), "no key count in the log");
     assert_eq!(
         text.matches("refused a call without an accepted API key")
             .count(),
-        4,
+        5,
         "the refusals are not all in the log"
     );
     for key in [flag_key, env_key, file_key, wrong_key] {
@@ -369,6 +399,7 @@ fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
             "--addr",
             "127.0.0.1:0",
         ])
+        .env("RERANKD_HTTP_ADDR", "off")
         .args(args)
         .envs(env.iter().copied())
         .output()
@@ -457,4 +488,163 @@ async fn a_grpcio_client_passes_with_the_key_and_is_refused_without() {
     let addr = server_with_keys(ServerConfig::default());
     let log = run_auth_clients(addr, None).await;
     assert_eq!(log.matches("PASS: grpc").count(), 4, "{log}");
+}
+
+/// A tiny-bert server with `KEYS`, serving gRPC and the HTTP API: their
+/// addresses.
+fn server_with_http() -> (SocketAddr, SocketAddr) {
+    let (sent, bound) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let model = model_config(model_dir("tiny-bert"), "fp32");
+            let loaded = server::load(&model, InferConfig::default()).await.unwrap();
+            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            sent.send((grpc.local_addr().unwrap(), http.local_addr().unwrap()))
+                .unwrap();
+            let listeners = serving::Listeners {
+                grpc,
+                metrics: None,
+                http: Some(http),
+            };
+            let config = ServerConfig {
+                api_keys: KeySource::keys(KEYS).unwrap(),
+                ..ServerConfig::default()
+            };
+            serving::serve_loaded(listeners, config, loaded, std::future::pending())
+                .await
+                .unwrap();
+        });
+    });
+    bound
+        .recv()
+        .expect("the server thread died during start-up")
+}
+
+/// An HTTP/1.1 answer: its status, headers (lower-case names) and body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`, so
+/// the answer ends with the connection), written by hand: `line` is the
+/// method and path, `authorization` the header's value, if any.
+async fn http_call(
+    addr: SocketAddr,
+    line: &str,
+    authorization: Option<&str>,
+    body: &str,
+) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "{line} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(value) = authorization {
+        request.push_str(&format!("Authorization: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("no end of headers");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_rerank_routes_and_info_need_a_key_and_health_and_metrics_stay_open() {
+    let (grpc, http) = server_with_http();
+    // Over gRPC as before, on the same server.
+    check(&channel(grpc).await, None, Err("requires an API key")).await;
+
+    let routes = [
+        (
+            "POST /v1/rerank",
+            r#"{"query": "q", "documents": ["a", "b"]}"#,
+        ),
+        (
+            "POST /v2/rerank",
+            r#"{"model": "m", "query": "q", "documents": ["a", "b"]}"#,
+        ),
+        ("POST /rerank", r#"{"query": "q", "texts": ["a", "b"]}"#),
+        ("GET /info", ""),
+    ];
+    let one = format!("Bearer {}", KEYS[0]);
+    let two = format!("bearer {}", KEYS[1]);
+    for (line, body) in routes {
+        for (authorization, fragment) in [
+            (None, "requires an API key"),
+            (Some("Bearer wrong-key-0a7c"), "not one this server accepts"),
+            (Some(KEYS[0]), "must read `Bearer <key>`"),
+        ] {
+            let answer = http_call(http, line, authorization, body).await;
+            assert_eq!(answer.status, 401, "{line} {authorization:?}: {answer:?}");
+            assert_eq!(
+                answer.header("www-authenticate"),
+                Some("Bearer"),
+                "{answer:?}"
+            );
+            let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+            let message = json["message"].as_str().unwrap();
+            assert!(message.contains(fragment), "{line}: {message}");
+            assert!(!answer.body.contains("wrong-key-0a7c") && !answer.body.contains(KEYS[0]));
+        }
+        for key in [&one, &two] {
+            let answer = http_call(http, line, Some(key), body).await;
+            assert_eq!(answer.status, 200, "{line}: {answer:?}");
+        }
+    }
+    for line in ["GET /health", "GET /metrics"] {
+        let answer = http_call(http, line, None, "").await;
+        assert_eq!(answer.status, 200, "{line}: {answer:?}");
+    }
+    let unknown = http_call(http, "GET /nowhere", None, "").await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cohere_sdk_gets_its_unauthorized_error_on_a_wrong_key_and_reranks_with_the_key() {
+    let (grpc, http) = server_with_http();
+    let log = run_auth_clients(grpc, Some(format!("http://{http}"))).await;
+    assert_eq!(log.matches("PASS: cohere").count(), 4, "{log}");
+    assert!(
+        log.contains("PASS: cohere v2: a wrong key gets UnauthorizedError (401)"),
+        "{log}"
+    );
 }
