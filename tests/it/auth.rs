@@ -421,7 +421,7 @@ fn empty_keys_and_keyless_files_stop_start_up_and_help_hides_the_variable() {
         (
             vec![],
             vec![("RERANKD_API_KEY", "")],
-            "RERANKD_API_KEY is set but empty",
+            "is RERANKD_API_KEY set but empty",
         ),
         (
             vec![],
