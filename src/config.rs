@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 
 use rerankd_bench::BenchArgs;
 
+use crate::auth::{ApiKey, KeyError, KeySource};
 use crate::batcher::controller::ControllerConfig;
 use crate::batcher::scheduler::BatcherConfig;
 use crate::model::{DeviceSpec, DtypeRequest};
@@ -253,6 +254,28 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// An API key that every rerank.v1.Reranker call must carry as
+    /// `authorization: Bearer <key>` (UNAUTHENTICATED without one; health
+    /// and reflection stay open). Repeat the flag for several keys; in the
+    /// environment variable, separate them with commas. The variable is
+    /// read only when no --api-key is given. No key: every call passes.
+    /// Prefer the variable or --api-key-file: a flag's value shows in the
+    /// process list.
+    #[arg(
+        long = "api-key",
+        env = "RERANKD_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_parser = ApiKeyParser
+    )]
+    pub api_keys: Vec<ApiKey>,
+
+    /// A file of API keys, one a line (blank lines and lines starting with
+    /// # skipped), accepted beside --api-key's. Read at start-up; a file
+    /// that holds no key stops the server.
+    #[arg(long, env = "RERANKD_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
     /// Seconds between HTTP/2 pings on idle connections (0: no pings).
     #[arg(
         long,
@@ -367,6 +390,34 @@ pub enum LogFormat {
     Json,
 }
 
+/// Parses `--api-key` without echoing it: clap's error for a value a
+/// plain parser refuses quotes the value.
+#[derive(Clone)]
+struct ApiKeyParser;
+
+impl clap::builder::TypedValueParser for ApiKeyParser {
+    type Value = ApiKey;
+
+    fn parse_ref(
+        &self,
+        _command: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<ApiKey, clap::Error> {
+        let refused = |why: KeyError| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--api-key (or RERANKD_API_KEY): {why}\n"),
+            )
+        };
+        value
+            .to_str()
+            .ok_or(refused(KeyError::NotVisibleAscii))?
+            .parse()
+            .map_err(refused)
+    }
+}
+
 fn parse_seconds(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds),
@@ -467,6 +518,9 @@ pub struct ServerConfig {
     pub max_pending_accept_reset_streams: usize,
     /// The HTTP API's settings (its port is bound in `main.rs`).
     pub http: HttpConfig,
+    /// The API keys guarded services and routes require (none: open).
+    /// Prints as a count, never the keys.
+    pub api_keys: KeySource,
 }
 
 impl ServerConfig {
@@ -524,6 +578,7 @@ impl Default for ServerConfig {
             message_read_timeout: Some(Duration::from_secs(60)),
             max_pending_accept_reset_streams: 1024,
             http: HttpConfig::default(),
+            api_keys: KeySource::default(),
         }
     }
 }
@@ -591,6 +646,10 @@ impl ServeArgs {
             handshake_timeout: seconds(self.handshake_timeout_secs),
             message_read_timeout: seconds(self.message_read_timeout_secs),
             max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
+            api_keys: KeySource {
+                keys: self.api_keys.clone(),
+                file: self.api_key_file.clone(),
+            },
             http: HttpConfig {
                 max_body_bytes: self.http_max_body_bytes.unwrap_or(self.max_message_bytes),
                 request_timeout: (self.http_request_timeout_secs > 0.0)
@@ -724,6 +783,30 @@ mod tests {
         assert_eq!(args.server_config().max_pending_accept_reset_streams, 64);
         let off = serve_args(&["--max-failed-batches", "0"]);
         assert_eq!(off.infer_config().batcher.max_failed_batches, 0);
+    }
+
+    #[test]
+    fn api_keys_repeat_and_never_print() {
+        let args = serve_args(&[
+            "--api-key",
+            "key-one",
+            "--api-key",
+            "key-two,key-three",
+            "--api-key-file",
+            "/keys",
+        ]);
+        let source = args.server_config().api_keys;
+        assert_eq!(source.keys.len(), 3);
+        assert_eq!(source.file, Some(PathBuf::from("/keys")));
+        let printed = format!("{args:?} {:?}", args.server_config());
+        assert!(!printed.contains("key-"), "a key was printed: {printed}");
+        for empty in ["", "a,,b", "a,"] {
+            let error =
+                Cli::try_parse_from(["rerankd", "serve", "--model", "/m", "--api-key", empty])
+                    .unwrap_err()
+                    .to_string();
+            assert!(error.contains("may not be empty"), "{empty:?}: {error}");
+        }
     }
 
     #[test]

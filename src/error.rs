@@ -116,6 +116,12 @@ pub enum Error {
     #[error("the client cancelled the request")]
     Cancelled,
 
+    /// A call to a guarded service carried no API key, or one the server
+    /// does not accept (`auth`). The message names the header, never what
+    /// it held.
+    #[error("{0}")]
+    Unauthenticated(crate::auth::Refusal),
+
     /// The tokenizer rejected an input.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -204,6 +210,7 @@ impl Error {
                 tonic::Status::deadline_exceeded(message)
             }
             Error::Cancelled => tonic::Status::cancelled(message),
+            Error::Unauthenticated(_) => tonic::Status::unauthenticated(message),
             Error::Unavailable(_) | Error::Loading | Error::WorkerOut { .. } => {
                 tonic::Status::unavailable(message)
             }
@@ -311,6 +318,11 @@ mod tests {
             "deadline passed",
         );
         check(Error::Cancelled, Code::Cancelled, "cancelled");
+        check(
+            Error::Unauthenticated(crate::auth::Refusal::Unknown),
+            Code::Unauthenticated,
+            "the API key in the `authorization` header is not one",
+        );
         check(
             Error::SlowMessage {
                 timeout: std::time::Duration::from_secs(60),

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`config`]: command-line flags and the typed configs they become.
 //! - [`error`]: the error type and its one mapping to `tonic::Status`.
+//! - [`auth`]: API keys: the key set and the one check of a call's
+//!   `authorization: Bearer` (gRPC interceptor, HTTP middleware).
 //! - [`server`]: start-up (load, warm up) and serving until shutdown.
 //! - [`grpc`]: generated protobuf code, the `rerank.v1.Reranker` handlers and
 //!   TEI's `tei.v1.Rerank` and `tei.v1.Info` (for TEI's gRPC clients).
@@ -37,6 +39,7 @@
 
 // The crate's surface: what `main.rs`, the integration tests (tests/it) and
 // the benches (benches/) use. The rest is the crate's own.
+pub mod auth;
 pub mod batcher;
 pub mod config;
 pub mod error;

@@ -68,6 +68,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if std::env::var_os("RERANKD_DEVICE").is_some() {
         anyhow::bail!("RERANKD_DEVICE is no longer read: set RERANKD_DEVICES (a comma-separated list) instead");
     }
+    // clap reads an empty variable as an unset one: a deployment whose
+    // secret did not arrive would quietly serve with no key at all.
+    if std::env::var_os("RERANKD_API_KEY").is_some_and(|v| v.is_empty()) {
+        anyhow::bail!(
+            "RERANKD_API_KEY is set but empty: an API key may not be empty (unset the variable \
+             to serve without keys)"
+        );
+    }
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;

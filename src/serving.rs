@@ -1,6 +1,7 @@
 //! Serving: `rerank.v1.Reranker`, TEI's `tei.v1.Rerank` and `tei.v1.Info`
-//! (`grpc::tei`), `grpc.health.v1` and gRPC reflection (v1 and v1alpha) on
-//! one port, the transport settings (TLS or mutual TLS,
+//! (`grpc::tei`; all three behind the API keys, when set), `grpc.health.v1`
+//! and gRPC reflection (v1 and v1alpha) on one port, the transport settings
+//! (TLS or mutual TLS,
 //! HTTP/2 keepalive, concurrent streams, connection age, the reset limits
 //! that guard against rapid reset, the connection limit and handshake
 //! timeout of `listener`, the Reranker's message budget and read timeout of
@@ -35,6 +36,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+use crate::auth::ApiKeys;
 use crate::config::{ServerConfig, TlsFiles};
 use crate::error::Error;
 use crate::grpc::pb::reranker_server::RerankerServer;
@@ -154,14 +156,22 @@ where
     // fails before a model is taken in, so that no model thread is left
     // waiting for clients that an early return would still hold.
     let (draining, draining_seen) = tokio::sync::watch::channel(false);
-    let router = grpc_router(&config, &ready, &metrics, health_service, draining_seen)?;
+    let keys = api_keys(&config)?;
+    let router = grpc_router(
+        &config,
+        &keys,
+        &ready,
+        &metrics,
+        health_service,
+        draining_seen,
+    )?;
     let http_state = HttpState::new(
         Arc::clone(&ready),
         Arc::clone(&metrics),
         serving_seen,
         config.http.clone(),
     );
-    let http_app = crate::http::server::app(http_state, &config.http)?;
+    let http_app = crate::http::server::app(http_state, &config.http, &keys)?;
     let model = match model {
         Model::Loaded(loaded) => {
             let parts = publish(&ready, *loaded);
@@ -238,10 +248,12 @@ where
 }
 
 /// The gRPC services on one router, with the transport settings: health,
-/// reflection (v1 and v1alpha), and the Reranker behind the deadline
-/// interceptor.
+/// reflection (v1 and v1alpha), and the Reranker behind the API keys (when
+/// set) and the deadline interceptor. Health and reflection stay open:
+/// probes carry no key, and reflection serves only the public schema.
 fn grpc_router(
     config: &ServerConfig,
+    keys: &ApiKeys,
     ready: &Ready,
     metrics: &Arc<Metrics>,
     health_service: tonic_health::pb::health_server::HealthServer<
@@ -302,9 +314,26 @@ fn grpc_router(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(reranker)
-        .add_service(tei.rerank)
-        .add_service(tei.info))
+        // Outermost, so a refused call's message is never read or charged.
+        .add_service(keys.guard(reranker))
+        .add_service(keys.guard(tei.rerank))
+        .add_service(keys.guard(tei.info)))
+}
+
+/// The API keys (`auth`), read once for both ports; how many is logged,
+/// never which.
+fn api_keys(config: &ServerConfig) -> Result<ApiKeys, Error> {
+    let keys = ApiKeys::load(&config.api_keys)?;
+    tracing::info!(
+        api_keys = keys.len(),
+        "{}",
+        if keys.is_empty() {
+            "no API key set: rerank calls need none"
+        } else {
+            "rerank calls need one of the API keys (authorization: Bearer)"
+        }
+    );
+    Ok(keys)
 }
 
 /// Hands a loaded model to the handlers; what is left is the server's to

@@ -3,7 +3,7 @@
 //!
 //! Owns: `status_of` (the only place an `Error` becomes an HTTP status,
 //! beside `From<Error> for tonic::Status` in `error.rs`), the `Retry-After`
-//! header of 429, and the two error bodies: `{"message"}` (Cohere, Jina and
+//! header of 429, `WWW-Authenticate` of 401, and the two error bodies: `{"message"}` (Cohere, Jina and
 //! rerankd's own routes) and TEI's `{"error", "error_type"}` on `/rerank`.
 //! Must never: write a message of its own (the text is `Error`'s, the same
 //! a gRPC client reads), or answer with a status another way.
@@ -20,6 +20,7 @@ use crate::error::Error;
 pub(crate) fn status_of(error: &Error) -> StatusCode {
     match error {
         Error::InvalidArgument(_) | Error::PairTooLong { .. } => StatusCode::BAD_REQUEST,
+        Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         Error::UnknownModel { .. } => StatusCode::NOT_FOUND,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Overloaded { .. } | Error::InflightFull { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -112,6 +113,12 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: a 401 names the scheme the client should use.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }
@@ -144,6 +151,7 @@ mod tests {
             404,
         );
         check(Error::TooLarge("1001 documents".into()), 413);
+        check(Error::Unauthenticated(crate::auth::Refusal::Missing), 401);
         check(
             Error::Overloaded {
                 queued_pairs: 1,

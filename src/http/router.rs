@@ -30,6 +30,7 @@ use super::error::{ApiError, Shape};
 use super::tei::{self, TeiRequest};
 use super::trace::HttpTrace;
 use super::{info, ROUTES};
+use crate::auth::ApiKeys;
 use crate::config::HttpConfig;
 use crate::error::Error;
 use crate::infer::{Infer, RerankQuery, Reranked};
@@ -129,13 +130,19 @@ struct Answer {
 
 /// The routes, with their state. `server::app` adds the outer layers
 /// (CORS); another middleware (API keys) is layered on what this returns.
-pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/v1/rerank", post(rerank_v1))
-        .route("/v2/rerank", post(rerank_v2))
-        .route("/rerank", post(rerank_tei))
+pub fn router(state: HttpState, keys: &ApiKeys) -> Router {
+    // Behind the API keys (when set): what the Reranker's methods serve
+    // over gRPC, `/info` as `ModelInfo`. Open: what probes and scrapers
+    // call without a key.
+    let guarded = keys.guard_routes(
+        Router::new()
+            .route("/v1/rerank", post(rerank_v1))
+            .route("/v2/rerank", post(rerank_v2))
+            .route("/rerank", post(rerank_tei))
+            .route("/info", get(model_info)),
+    );
+    guarded
         .route("/health", get(health))
-        .route("/info", get(model_info))
         .route("/metrics", get(metrics))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)

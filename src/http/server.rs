@@ -14,12 +14,13 @@ use tokio::sync::oneshot;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::router::{router, HttpState};
+use crate::auth::ApiKeys;
 use crate::config::HttpConfig;
 use crate::error::Error;
 
 /// The routes with CORS around them when `--cors-allow-origin` is set.
-pub fn app(state: HttpState, config: &HttpConfig) -> Result<Router, Error> {
-    let routes = router(state);
+pub fn app(state: HttpState, config: &HttpConfig, keys: &ApiKeys) -> Result<Router, Error> {
+    let routes = router(state, keys);
     Ok(match cors(&config.cors_allow_origins)? {
         Some(cors) => routes.layer(cors),
         None => routes,

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod auth;
 mod batcher;
 mod bench;
 mod binary;

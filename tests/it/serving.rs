@@ -437,16 +437,16 @@ async fn tei_calls_are_counted_and_a_tei_stream_unfinished_at_the_drain_ends_una
 }
 
 /// A CA, a server certificate for localhost signed by it, and a client
-/// certificate signed by it, as PEM.
-struct Pki {
-    ca: String,
-    cert: String,
-    key: String,
-    client_cert: String,
-    client_key: String,
+/// certificate signed by it, as PEM (also used by tests/it/auth.rs).
+pub(crate) struct Pki {
+    pub(crate) ca: String,
+    pub(crate) cert: String,
+    pub(crate) key: String,
+    pub(crate) client_cert: String,
+    pub(crate) client_key: String,
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -471,7 +471,7 @@ fn pki() -> Pki {
 }
 
 /// A TLS channel to `addr` trusting `ca`, with a client identity if given.
-async fn tls_channel(
+pub(crate) async fn tls_channel(
     addr: SocketAddr,
     ca: &str,
     identity: Option<(&str, &str)>,
