@@ -183,6 +183,39 @@ pub struct ServeArgs {
     #[arg(long, env = "RERANKD_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// Address of the HTTP API (Cohere's /v1/rerank and /v2/rerank, Jina's
+    /// /v1/rerank, TEI's /rerank, /health, /info, /metrics), or `off`.
+    #[arg(long, env = "RERANKD_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR, value_parser = parse_http_addr)]
+    pub http_addr: HttpAddr,
+
+    /// Largest HTTP request body, in bytes; more is 413. Unset: the same as
+    /// --max-message-bytes, so that a request too large for one API is too
+    /// large for the other.
+    #[arg(long, env = "RERANKD_HTTP_MAX_BODY_BYTES")]
+    pub http_max_body_bytes: Option<usize>,
+
+    /// Seconds an HTTP request may take, from its arrival (its body's
+    /// upload included) to its answer; past it the answer is 504 and its
+    /// work is dropped (0: no limit).
+    #[arg(
+        long,
+        env = "RERANKD_HTTP_REQUEST_TIMEOUT_SECS",
+        default_value_t = HttpConfig::default().request_timeout.map_or(0.0, |d| d.as_secs_f64()),
+        value_parser = parse_seconds
+    )]
+    pub http_request_timeout_secs: f64,
+
+    /// Origins that browsers may call the HTTP API from (CORS), repeated or
+    /// comma-separated; `*` for any. Off unless set.
+    #[arg(long, env = "RERANKD_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
+
+    /// The model's name in the HTTP API: answers carry it, and a request
+    /// whose `model` names another gets 404. Unset: the model directory's
+    /// name is reported and any `model` is accepted.
+    #[arg(long, env = "RERANKD_SERVED_MODEL_NAME")]
+    pub served_model_name: Option<String>,
+
     /// After SIGTERM or SIGINT: seconds to keep accepting requests while
     /// health already says NOT_SERVING, so that load balancers stop sending
     /// before the port closes.
@@ -298,6 +331,35 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
+/// The HTTP API's default address (`--http-addr`).
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
+
+/// Where the HTTP API listens, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpAddr {
+    Off,
+    On(SocketAddr),
+}
+
+impl HttpAddr {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            HttpAddr::Off => None,
+            HttpAddr::On(addr) => Some(addr),
+        }
+    }
+}
+
+fn parse_http_addr(value: &str) -> Result<HttpAddr, String> {
+    match value.trim() {
+        "off" | "none" | "" => Ok(HttpAddr::Off),
+        addr => addr
+            .parse()
+            .map(HttpAddr::On)
+            .map_err(|_| format!("expected HOST:PORT or off, got {value:?}")),
+    }
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -403,6 +465,38 @@ pub struct ServerConfig {
     /// Calls a client may cancel before the server takes them up, at one
     /// time on one connection, before it is closed (rapid-reset protection).
     pub max_pending_accept_reset_streams: usize,
+    /// The HTTP API's settings (its port is bound in `main.rs`).
+    pub http: HttpConfig,
+}
+
+impl ServerConfig {
+    /// `--max-message-bytes` by default, and with it the HTTP body limit's.
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+}
+
+/// How to serve the HTTP API (`src/http`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// From a request's arrival to its answer, at most; `None`: no limit.
+    pub request_timeout: Option<Duration>,
+    /// Origins allowed by CORS (`*`: any); empty: no CORS headers.
+    pub cors_allow_origins: Vec<String>,
+    /// The model's name to HTTP clients; `None`: the model directory's,
+    /// and any `model` in a request is accepted.
+    pub served_model_name: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: ServerConfig::DEFAULT_MAX_MESSAGE_BYTES,
+            request_timeout: Some(Duration::from_secs(60)),
+            cors_allow_origins: Vec::new(),
+            served_model_name: None,
+        }
+    }
 }
 
 /// PEM files for TLS.
@@ -417,7 +511,7 @@ pub struct TlsFiles {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            max_message_bytes: 32 * 1024 * 1024,
+            max_message_bytes: ServerConfig::DEFAULT_MAX_MESSAGE_BYTES,
             drain_delay: Duration::from_secs(5),
             grace_period: Duration::from_secs(30),
             tls: None,
@@ -429,6 +523,7 @@ impl Default for ServerConfig {
             handshake_timeout: Some(Duration::from_secs(10)),
             message_read_timeout: Some(Duration::from_secs(60)),
             max_pending_accept_reset_streams: 1024,
+            http: HttpConfig::default(),
         }
     }
 }
@@ -496,6 +591,20 @@ impl ServeArgs {
             handshake_timeout: seconds(self.handshake_timeout_secs),
             message_read_timeout: seconds(self.message_read_timeout_secs),
             max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
+            http: HttpConfig {
+                max_body_bytes: self
+                    .http_max_body_bytes
+                    .unwrap_or(self.max_message_bytes),
+                request_timeout: (self.http_request_timeout_secs > 0.0)
+                    .then(|| Duration::from_secs_f64(self.http_request_timeout_secs)),
+                cors_allow_origins: self
+                    .cors_allow_origin
+                    .iter()
+                    .map(|origin| origin.trim().to_string())
+                    .filter(|origin| !origin.is_empty())
+                    .collect(),
+                served_model_name: self.served_model_name.clone(),
+            },
         }
     }
 }
@@ -563,6 +672,40 @@ mod tests {
         assert_eq!(set.batcher.min_padding_efficiency, 0.5);
         assert_eq!(set.batcher.batch_overhead_tokens, 7);
         assert_eq!(set.batcher.controller.fallback_tokens, 999);
+    }
+
+    #[test]
+    fn the_http_api_is_on_by_default_and_turns_off() {
+        let args = serve_args(&[]);
+        assert_eq!(
+            args.http_addr,
+            HttpAddr::On(DEFAULT_HTTP_ADDR.parse().unwrap())
+        );
+        assert_eq!(serve_args(&["--http-addr", "off"]).http_addr, HttpAddr::Off);
+        let set = serve_args(&[
+            "--http-addr",
+            "127.0.0.1:0",
+            "--max-message-bytes",
+            "1000",
+            "--cors-allow-origin",
+            "https://a.example, https://b.example",
+            "--cors-allow-origin",
+            "https://c.example",
+            "--http-request-timeout-secs",
+            "0",
+        ]);
+        assert_eq!(set.http_addr.addr().unwrap().port(), 0);
+        let http = set.server_config().http;
+        // The body limit follows the gRPC message limit unless set.
+        assert_eq!(http.max_body_bytes, 1000);
+        assert_eq!(
+            http.cors_allow_origins,
+            ["https://a.example", "https://b.example", "https://c.example"]
+        );
+        assert_eq!(http.request_timeout, None);
+        let own = serve_args(&["--http-max-body-bytes", "77"]).server_config();
+        assert_eq!(own.http.max_body_bytes, 77);
+        assert!(Cli::try_parse_from(["rerankd", "serve", "--model", "/m", "--http-addr", "x"]).is_err());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The crate's error type and its one mapping to `tonic::Status`.
 //!
 //! Owns: every failure a caller of rerankd can see, and which gRPC code it
-//! gets. Must never: be mapped to a `Status` anywhere else; carry a panic
-//! message or a Rust debug dump to a client.
+//! gets. Must never: be mapped to a `Status` anywhere else (its one mapping
+//! to an HTTP status is `http::error`'s); carry a panic message or a Rust
+//! debug dump to a client.
 
 use std::path::PathBuf;
 
@@ -13,6 +14,18 @@ pub enum Error {
     /// fix.
     #[error("{0}")]
     InvalidArgument(String),
+
+    /// The request is over one of the server's size limits (documents per
+    /// request, bytes per text, windows per document, pairs, bytes in
+    /// flight for one request); the message names the limit's flag. A
+    /// bad argument to gRPC (INVALID_ARGUMENT), 413 over HTTP.
+    #[error("{0}")]
+    TooLarge(String),
+
+    /// The request names a model this server does not serve (only when
+    /// `--served-model-name` is set; otherwise any name is accepted).
+    #[error("model {asked:?} is not served here; this server serves {served:?}")]
+    UnknownModel { asked: String, served: String },
 
     /// A pair is longer than the model's window and the client asked not to
     /// truncate.
@@ -134,7 +147,7 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         let message = error.to_string();
         match error {
-            Error::InvalidArgument(_) | Error::PairTooLong { .. } => {
+            Error::InvalidArgument(_) | Error::TooLarge(_) | Error::PairTooLong { .. } => {
                 tonic::Status::invalid_argument(message)
             }
             Error::Config(_) | Error::ModelDir { .. } | Error::ModelLoad(_) => {
@@ -143,6 +156,7 @@ impl From<Error> for tonic::Status {
             Error::Inference(_) | Error::Tokenizer(_) | Error::Server(_) => {
                 tonic::Status::internal(message)
             }
+            Error::UnknownModel { .. } => tonic::Status::not_found(message),
             Error::OutOfMemory { .. } => tonic::Status::resource_exhausted(message),
             Error::Overloaded { retry_after, .. } | Error::InflightFull { retry_after, .. } => {
                 let mut status = tonic::Status::resource_exhausted(message);
@@ -184,6 +198,19 @@ mod tests {
             Error::InvalidArgument("query is empty".into()),
             Code::InvalidArgument,
             "query is empty",
+        );
+        check(
+            Error::UnknownModel {
+                asked: "rerank-v3.5".into(),
+                served: "minilm".into(),
+            },
+            Code::NotFound,
+            "model \"rerank-v3.5\" is not served here",
+        );
+        check(
+            Error::TooLarge("3 documents is over".into()),
+            Code::InvalidArgument,
+            "3 documents is over",
         );
         check(
             Error::PairTooLong {

@@ -45,6 +45,10 @@ pub struct LongDocuments {
     pub side: Side,
     /// Split it into overlapping windows instead; overrides `truncate`.
     pub chunking: Option<Chunking>,
+    /// Keep at most this many tokens of each document (cut on `side` when
+    /// truncating, otherwise at the end) before fitting the pair to the
+    /// window; `None`: no limit of the request's own.
+    pub max_document_tokens: Option<usize>,
 }
 
 impl Default for LongDocuments {
@@ -53,6 +57,7 @@ impl Default for LongDocuments {
             truncate: true,
             side: Side::Right,
             chunking: None,
+            max_document_tokens: None,
         }
     }
 }
@@ -64,6 +69,11 @@ pub struct Chunking {
     pub overlap: Option<usize>,
     /// How window scores become the document's score.
     pub aggregate: Aggregate,
+    /// Score a long document on at most its first this many windows (the
+    /// rest is dropped, as Cohere's `max_chunks_per_doc` does); `None`: the
+    /// server's `--max-chunks-per-document`, past which the request fails.
+    /// At most that limit (`validate` checks).
+    pub max_chunks: Option<usize>,
 }
 
 impl LongDocuments {
@@ -71,10 +81,22 @@ impl LongDocuments {
         match (self.chunking, self.truncate) {
             (Some(chunking), _) => Overflow::Chunk(ChunkPlan {
                 overlap: chunking.overlap,
-                max_chunks: config.max_chunks_per_document,
+                max_chunks: chunking
+                    .max_chunks
+                    .unwrap_or(config.max_chunks_per_document),
+                keep_first: chunking.max_chunks.is_some(),
             }),
             (None, true) => Overflow::Truncate(self.side),
             (None, false) => Overflow::Refuse,
+        }
+    }
+
+    /// How a request's pairs fit a window of `max_length` tokens.
+    pub(crate) fn fit(&self, max_length: usize, config: &InferConfig) -> Fit {
+        Fit {
+            max_length,
+            overflow: self.overflow(config),
+            max_document_tokens: self.max_document_tokens,
         }
     }
 
@@ -186,6 +208,11 @@ impl Infer {
         &self.info
     }
 
+    /// The request limits and batching this server was started with.
+    pub fn config(&self) -> &InferConfig {
+        &self.config
+    }
+
     pub fn stats(&self) -> BatcherStats {
         self.batcher.stats()
     }
@@ -227,7 +254,7 @@ impl Infer {
         } = query;
 
         let tokenizer = Arc::clone(&self.tokenizer);
-        let fit = tokenizer.fit(long.overflow(&self.config));
+        let fit = long.fit(tokenizer.max_length(), &self.config);
         // Dropped with this future when the client cancels or times out:
         // the tokenizing thread then stops at the next document.
         let (abandon, _abandon_on_drop) = Abandon::new(deadline);
@@ -272,10 +299,10 @@ impl Infer {
             deadline,
         } = query;
         let tokenizer = Arc::clone(&self.tokenizer);
-        let fit = Fit {
-            max_length: max_length.unwrap_or(tokenizer.max_length()),
-            overflow: long.overflow(&self.config),
-        };
+        let fit = long.fit(
+            max_length.unwrap_or(tokenizer.max_length()),
+            &self.config,
+        );
         let (abandon, _abandon_on_drop) = Abandon::new(deadline);
         let encoded = tokenize(move || tokenizer.encode_pairs(&pairs, fit, &abandon)).await?;
         charge_encoded(&mut charge, &encoded)?;
@@ -357,7 +384,7 @@ impl Infer {
     fn fits_the_queue(&self, pairs: usize) -> Result<(), Error> {
         let limit = self.config.batcher.max_queued_pairs;
         if pairs > limit {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::TooLarge(format!(
                 "the request makes {pairs} pairs after chunking, over this server's queue of \
                  {limit}; send fewer or shorter documents (the limit is --max-queued-pairs)"
             )));
@@ -461,7 +488,7 @@ fn raw_scores(
 
 fn within_limit(count: usize, what: &str, config: &InferConfig) -> Result<(), Error> {
     if count > config.max_documents {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::TooLarge(format!(
             "{count} {what} is over this server's limit of {} per request; split the request \
              (the limit is --max-documents)",
             config.max_documents
@@ -473,7 +500,7 @@ fn within_limit(count: usize, what: &str, config: &InferConfig) -> Result<(), Er
 /// At most `--max-document-bytes` per text.
 fn not_too_long(text: &str, what: &str, config: &InferConfig) -> Result<(), Error> {
     if text.len() > config.max_document_bytes {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::TooLarge(format!(
             "{what} is {} bytes, over this server's limit of {} per text; shorten it \
              (the limit is --max-document-bytes)",
             text.len(),
@@ -517,6 +544,26 @@ pub(crate) fn validate_pairs(
             )));
         }
     }
+    validate_long(&query.long, config)
+}
+
+/// The long-document options a request may ask for.
+fn validate_long(long: &LongDocuments, config: &InferConfig) -> Result<(), Error> {
+    if long.max_document_tokens == Some(0) {
+        return Err(Error::InvalidArgument(
+            "max_tokens_per_document is 0; send at least 1, or leave it unset for no limit"
+                .into(),
+        ));
+    }
+    if let Some(max_chunks) = long.chunking.and_then(|c| c.max_chunks) {
+        if max_chunks == 0 || max_chunks > config.max_chunks_per_document {
+            return Err(Error::InvalidArgument(format!(
+                "max_chunks_per_doc {max_chunks} is not between 1 and this server's limit of \
+                 {} windows per document (--max-chunks-per-document)",
+                config.max_chunks_per_document
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -536,7 +583,7 @@ pub(crate) fn validate(query: &RerankQuery, config: &InferConfig) -> Result<(), 
     for (index, document) in query.documents.iter().enumerate() {
         not_too_long(document, &format!("document {index}"), config)?;
     }
-    Ok(())
+    validate_long(&query.long, config)
 }
 
 /// `(index, score)` best first by raw score, ties in input order, cut to

@@ -69,7 +69,7 @@ impl InflightBytes {
         let total = held.saturating_add(more);
         let ceiling = self.ceiling(total);
         if total > ceiling {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::TooLarge(format!(
                 "the request needs {total} bytes in flight (its text and token ids), more than \
                  this server takes for one request ({ceiling} bytes, 7/8 of \
                  --max-inflight-bytes); send fewer or shorter documents"
@@ -175,7 +175,7 @@ mod tests {
         let budget = InflightBytes::new(64 * MIB);
         let error = budget.charge(57 * MIB).unwrap_err();
         assert!(
-            matches!(&error, Error::InvalidArgument(m) if m.contains("--max-inflight-bytes")),
+            matches!(&error, Error::TooLarge(m) if m.contains("--max-inflight-bytes")),
             "{error:?}"
         );
         assert_eq!(budget.used(), 0);

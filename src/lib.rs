@@ -5,6 +5,8 @@
 //! - [`error`]: the error type and its one mapping to `tonic::Status`.
 //! - [`server`]: start-up (load, warm up) and serving until shutdown.
 //! - [`grpc`]: generated protobuf code and the `rerank.v1.Reranker` handlers.
+//! - `http`: the HTTP API (Cohere, Jina and TEI shapes, health, info,
+//!   metrics) on its own port, beside gRPC.
 //! - [`infer`]: one request from text to ranked results.
 //! - [`tokenize`]: (query, document) text to token ids: truncation and
 //!   splitting long documents into windows.
@@ -52,6 +54,7 @@ pub mod fuzzing;
 
 pub(crate) mod aggregate;
 pub(crate) mod gpu;
+pub(crate) mod http;
 pub(crate) mod infer;
 pub(crate) mod inflight;
 pub(crate) mod listener;

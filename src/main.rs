@@ -1,5 +1,5 @@
 //! The `rerankd` binary: parse flags; `serve`: set up logging (human or
-//! JSON), bind the ports, serve until SIGTERM or Ctrl-C, drain, exit;
+//! JSON), bind the ports (gRPC, metrics, HTTP), serve until SIGTERM or Ctrl-C, drain, exit;
 //! `bench`: run the load generator (`rerankd_bench::run`, as the
 //! `rerankd-bench` binary does) against a running server. Must never: hold
 //! logic that tests cannot reach (all of it lives in the library;
@@ -85,11 +85,22 @@ async fn serve(args: ServeArgs, malloc: Option<i32>) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let http = match args.http_addr.addr() {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for the HTTP API (--http-addr; `off` turns it off)"))?,
+        ),
+        None => None,
+    };
     let model = args.model_config();
     let infer = args.infer_config();
     serving::serve(
-        listener,
-        metrics,
+        serving::Listeners {
+            grpc: listener,
+            metrics,
+            http,
+        },
         args.server_config(),
         async move { server::load(&model, infer).await },
         shutdown_signal(),

@@ -70,7 +70,8 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
-            "Requests answered, by RPC and gRPC status code (each request of a RerankStream counts)",
+            "Requests answered, by RPC and gRPC status code (each request of a RerankStream \
+             counts), and by HTTP route and status",
             requests.clone(),
         );
         let histogram = || Family::<RpcLabels, Histogram>::new_with_constructor(seconds_histogram);
@@ -111,11 +112,20 @@ impl Metrics {
         elapsed: std::time::Duration,
         timings: Option<&Timings>,
     ) {
+        self.observe_code(rpc, code_name(code), elapsed, timings);
+    }
+
+    /// `observe` with the code as its label reads: an HTTP route's requests
+    /// are counted by their HTTP status (`"200"`, `"429"`, ...).
+    pub fn observe_code(
+        &self,
+        rpc: &'static str,
+        code: &'static str,
+        elapsed: std::time::Duration,
+        timings: Option<&Timings>,
+    ) {
         self.requests
-            .get_or_create(&RequestLabels {
-                rpc,
-                code: code_name(code),
-            })
+            .get_or_create(&RequestLabels { rpc, code })
             .inc();
         let labels = RpcLabels { rpc };
         self.request_seconds
@@ -130,6 +140,10 @@ impl Metrics {
                 .observe(timings.inference.as_secs_f64());
         }
     }
+
+    /// The exposition's content type, as `render` writes it.
+    pub const CONTENT_TYPE: &'static str =
+        "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {

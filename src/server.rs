@@ -300,6 +300,7 @@ fn prepare(
         let fit = Fit {
             max_length: set.max_length,
             overflow: Overflow::Truncate(Side::Right),
+            max_document_tokens: None,
         };
         for group in set.groups {
             let encoded = tokenizer.encode_request(

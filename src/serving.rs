@@ -3,17 +3,18 @@
 //! HTTP/2 keepalive, concurrent streams, connection age, the reset limits
 //! that guard against rapid reset, the connection limit and handshake
 //! timeout of `listener`, the Reranker's message budget and read timeout of
-//! `grpc::receive`), the Prometheus endpoint, and the server's life.
+//! `grpc::receive`), the Prometheus endpoint, the HTTP API (`http`, on its
+//! own port: its health follows gRPC's), and the server's life.
 //!
 //! The life: the port is bound before the model loads, and health says
 //! NOT_SERVING (Reranker calls get UNAVAILABLE) until every replica is warm;
 //! then SERVING — until the batcher has taken every worker out of service
 //! (their devices failed), when it says NOT_SERVING for good while the
 //! server, still up, answers UNAVAILABLE. On the shutdown signal health
-//! flips to NOT_SERVING at once,
-//! the server keeps accepting for the drain delay (so that load balancers
-//! notice), then stops accepting and finishes every accepted request within
-//! the grace period, and the model threads are joined.
+//! flips to NOT_SERVING at once (and HTTP's `/health` to 503),
+//! the server keeps accepting on both ports for the drain delay (so that
+//! load balancers notice), then stops accepting and finishes every accepted
+//! request within the grace period, and the model threads are joined.
 //!
 //! Owns: that order. Must never: load the model itself (`server::load`
 //! does), say SERVING before the model is warm, after shutdown began or
@@ -39,6 +40,7 @@ use crate::grpc::pb::reranker_server::RerankerServer;
 use crate::grpc::receive::Receive;
 use crate::grpc::service::{Ready, RerankService};
 use crate::grpc::{deadline, pb};
+use crate::http::router::HttpState;
 use crate::listener::{Incoming, Limits};
 use crate::metrics::{Metrics, ScrapeStats};
 use crate::server::{Loaded, Parts};
@@ -54,13 +56,33 @@ const HEALTH_NAMES: [&str; 2] = ["", RERANKER];
 /// default, set because tonic would otherwise switch the limit off.
 const LOCAL_ERROR_RESETS: usize = 1024;
 
-/// Serves on `listener` (and Prometheus on `metrics`) while `load` loads the
-/// model, until `shutdown` resolves; then drains as the module says.
-/// Returns an error when loading fails, or when the grace period ends with
-/// requests unfinished.
+/// The ports the server serves, bound by its caller (so that a test can
+/// bind 127.0.0.1:0 and know the addresses first). A bare gRPC listener
+/// converts into one with neither of the others.
+pub struct Listeners {
+    /// gRPC: the Reranker, health and reflection.
+    pub grpc: TcpListener,
+    /// Prometheus' `GET /metrics` alone (`--metrics-addr`).
+    pub metrics: Option<TcpListener>,
+    /// The HTTP API (`--http-addr`).
+    pub http: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(grpc: TcpListener) -> Self {
+        Listeners {
+            grpc,
+            metrics: None,
+            http: None,
+        }
+    }
+}
+
+/// Serves on `listeners` while `load` loads the model, until `shutdown`
+/// resolves; then drains as the module says. Returns an error when loading
+/// fails, or when the grace period ends with requests unfinished.
 pub async fn serve<L, S>(
-    listener: TcpListener,
-    metrics_listener: Option<TcpListener>,
+    listeners: impl Into<Listeners>,
     config: ServerConfig,
     load: L,
     shutdown: S,
@@ -69,19 +91,12 @@ where
     L: Future<Output = Result<Loaded, Error>>,
     S: Future<Output = ()>,
 {
-    serve_model(
-        listener,
-        metrics_listener,
-        config,
-        Model::Loading(load),
-        shutdown,
-    )
-    .await
+    serve_model(listeners.into(), config, Model::Loading(load), shutdown).await
 }
 
 /// `serve` with a model already loaded: SERVING from the first connection.
 pub async fn serve_loaded<S>(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     config: ServerConfig,
     loaded: Loaded,
     shutdown: S,
@@ -90,7 +105,7 @@ where
     S: Future<Output = ()>,
 {
     let model = Model::<std::future::Ready<Result<Loaded, Error>>>::Loaded(Box::new(loaded));
-    serve_model(listener, None, config, model, shutdown).await
+    serve_model(listeners.into(), config, model, shutdown).await
 }
 
 enum Model<L> {
@@ -102,8 +117,7 @@ enum Model<L> {
 /// loading while the port answers NOT_SERVING), serving until the
 /// shutdown signal, the drain, and the model threads joined last.
 async fn serve_model<L, S>(
-    listener: TcpListener,
-    metrics_listener: Option<TcpListener>,
+    listeners: Listeners,
     config: ServerConfig,
     model: Model<L>,
     shutdown: S,
@@ -112,6 +126,11 @@ where
     L: Future<Output = Result<Loaded, Error>>,
     S: Future<Output = ()>,
 {
+    let Listeners {
+        grpc: listener,
+        metrics: metrics_listener,
+        http: http_listener,
+    } = listeners;
     let addr = local_addr(&listener)?;
     let ready = Ready::default();
     // Weak: a scrape still in flight at exit must not keep the model alive.
@@ -123,13 +142,22 @@ where
             max_inflight_bytes: infer.inflight().limit(),
         })
     })));
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let (serving, serving_seen) = tokio::sync::watch::channel(false);
+    let health = Health { reporter, serving };
     set_health(&health, ServingStatus::NotServing).await;
     // Everything that can fail on a bad setting (TLS files, reflection)
     // fails before a model is taken in, so that no model thread is left
     // waiting for clients that an early return would still hold.
     let (draining, draining_seen) = tokio::sync::watch::channel(false);
     let router = grpc_router(&config, &ready, &metrics, health_service, draining_seen)?;
+    let http_state = HttpState::new(
+        Arc::clone(&ready),
+        Arc::clone(&metrics),
+        serving_seen,
+        config.http.clone(),
+    );
+    let http_app = crate::http::server::app(http_state, &config.http)?;
     let model = match model {
         Model::Loaded(loaded) => {
             let parts = publish(&ready, *loaded);
@@ -152,6 +180,7 @@ where
         },
     ));
     let metrics_task = MetricsTask::start(metrics_listener, &metrics)?;
+    let mut http = HttpTask::start(http_listener, http_app)?;
 
     tokio::pin!(shutdown);
     let (model_threads, live_workers, shutdown_seen) = match model {
@@ -168,8 +197,10 @@ where
                 }
                 (Err(error), _) => {
                     let _ = stop_accepting.send(());
+                    http.stop_accepting();
                     end_health_watches(health).await;
                     let _ = grpc.await;
+                    let _ = http.finish(Duration::from_secs(1)).await;
                     metrics_task.stop().await;
                     return Err(error);
                 }
@@ -180,7 +211,17 @@ where
         serve_until_shutdown(&health, addr, live_workers, shutdown).await;
     }
 
-    let finished = drain(&config, health, stop_accepting, draining, &mut grpc).await;
+    let finished = drain(
+        &config,
+        health,
+        Accepting {
+            grpc: stop_accepting,
+            http: &mut http,
+        },
+        draining,
+        &mut grpc,
+    )
+    .await;
     metrics_task.stop().await;
     // Every handler, and with them every ModelClient, is gone once `ready`
     // is (the metrics hold it weakly): the model threads finish their last
@@ -294,7 +335,7 @@ where
 /// for good, still up, if the batcher takes every worker out of service
 /// first.
 async fn serve_until_shutdown<S>(
-    health: &tonic_health::server::HealthReporter,
+    health: &Health,
     addr: SocketAddr,
     mut live_workers: tokio::sync::watch::Receiver<usize>,
     shutdown: Pin<&mut S>,
@@ -319,8 +360,8 @@ async fn serve_until_shutdown<S>(
 /// what is left of the grace period.
 async fn drain(
     config: &ServerConfig,
-    health: tonic_health::server::HealthReporter,
-    stop_accepting: oneshot::Sender<()>,
+    health: Health,
+    accepting: Accepting<'_>,
     draining: tokio::sync::watch::Sender<bool>,
     grpc: &mut tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 ) -> Result<(), Error> {
@@ -333,13 +374,15 @@ async fn drain(
     // A deliberate wait: load balancers need this long to see NOT_SERVING.
     tokio::time::sleep(config.drain_delay).await;
     tracing::info!("no longer accepting; finishing accepted requests");
-    let _ = stop_accepting.send(());
+    let _ = accepting.grpc.send(());
+    accepting.http.stop_accepting();
     // Long-lived calls would hold the drain open until the grace period:
     // health watches end, and streams answer what they have read and end.
     let _ = draining.send(true);
     end_health_watches(health).await;
     let left = config.grace_period.saturating_sub(config.drain_delay);
-    match tokio::time::timeout(left, &mut *grpc).await {
+    let started = tokio::time::Instant::now();
+    let grpc_finished = match tokio::time::timeout(left, &mut *grpc).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => Err(Error::Server(format!("the gRPC server failed: {e}"))),
         Ok(Err(e)) => Err(Error::Server(format!("the gRPC server task failed: {e}"))),
@@ -351,7 +394,31 @@ async fn drain(
                 config.grace_period.as_secs_f64()
             )))
         }
-    }
+    };
+    let http_finished = accepting
+        .http
+        .finish(left.saturating_sub(started.elapsed()))
+        .await
+        .map_err(|e| {
+            Error::Server(format!(
+                "{e} (the grace period of {} s ended)",
+                config.grace_period.as_secs_f64()
+            ))
+        });
+    grpc_finished.and(http_finished)
+}
+
+/// How the drain stops each port accepting.
+struct Accepting<'a> {
+    grpc: oneshot::Sender<()>,
+    http: &'a mut HttpTask,
+}
+
+/// Health as both APIs see it: gRPC's reporter and the flag HTTP's
+/// `/health` reads (true while SERVING).
+struct Health {
+    reporter: tonic_health::server::HealthReporter,
+    serving: tokio::sync::watch::Sender<bool>,
 }
 
 /// Resolves once the batcher has no worker in service; never, if the
@@ -368,17 +435,22 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
         .map_err(|e| Error::Server(format!("the listener has no address: {e}")))
 }
 
-async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+async fn set_health(health: &Health, status: ServingStatus) {
+    health
+        .serving
+        .send_replace(status == ServingStatus::Serving);
     for name in HEALTH_NAMES {
-        health.set_service_status(name, status).await;
+        health.reporter.set_service_status(name, status).await;
     }
 }
 
 /// Ends every `Watch` call: a watched status that is cleared closes its
-/// stream.
-async fn end_health_watches(mut health: tonic_health::server::HealthReporter) {
+/// stream. HTTP's `/health` stays 503.
+async fn end_health_watches(health: Health) {
+    health.serving.send_replace(false);
+    let mut reporter = health.reporter;
     for name in HEALTH_NAMES {
-        health.clear_service_status(name).await;
+        reporter.clear_service_status(name).await;
     }
 }
 
@@ -406,10 +478,7 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, stop: onesh
             let metrics = Arc::clone(&metrics);
             async move {
                 (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
+                    [(axum::http::header::CONTENT_TYPE, Metrics::CONTENT_TYPE)],
                     metrics.render(),
                 )
             }
@@ -455,5 +524,60 @@ impl MetricsTask {
             // Scrapers hold keep-alive connections; do not wait on them long.
             let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
         }
+    }
+}
+
+/// The HTTP API's task, when `--http-addr` is set.
+struct HttpTask {
+    task: Option<tokio::task::JoinHandle<Result<(), Error>>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl HttpTask {
+    fn start(listener: Option<TcpListener>, app: axum::Router) -> Result<Self, Error> {
+        let Some(listener) = listener else {
+            return Ok(HttpTask {
+                task: None,
+                stop: None,
+            });
+        };
+        let addr = local_addr(&listener)?;
+        tracing::info!(%addr, "serving the HTTP API (/v1/rerank, /v2/rerank, /rerank, /health, /info, /metrics)");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(crate::http::server::serve(listener, app, stopped));
+        Ok(HttpTask {
+            task: Some(task),
+            stop: Some(stop),
+        })
+    }
+
+    /// No new connections; open ones finish the request they are on.
+    fn stop_accepting(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits up to `left` for the accepted requests to be answered; past
+    /// it they are dropped and this says so.
+    async fn finish(&mut self, left: Duration) -> Result<(), Error> {
+        let Some(task) = self.task.as_mut() else {
+            return Ok(());
+        };
+        let outcome = match tokio::time::timeout(left, &mut *task).await {
+            Ok(Ok(served)) => served,
+            Ok(Err(e)) => Err(Error::Server(format!("the HTTP server task failed: {e}"))),
+            Err(_) => {
+                task.abort();
+                let _ = (&mut *task).await;
+                Err(Error::Server(
+                    "HTTP requests were unfinished when the grace period ended; they were \
+                     dropped"
+                        .into(),
+                ))
+            }
+        };
+        self.task = None;
+        outcome
     }
 }

@@ -98,8 +98,14 @@ pub struct ChunkPlan {
     /// Tokens each window shares with the one before; `None`: a quarter of
     /// the room a window has for document text.
     pub overlap: Option<usize>,
-    /// More windows than this for one document fail the request.
+    /// More windows than this for one document fail the request, unless
+    /// `keep_first` is set.
     pub max_chunks: usize,
+    /// A document that needs more than `max_chunks` windows is scored on its
+    /// first `max_chunks` windows (the rest of it is dropped, and its last
+    /// window counts as truncated) instead of failing the request: Cohere's
+    /// `max_chunks_per_doc`.
+    pub keep_first: bool,
 }
 
 /// What to do with a pair longer than its window.
@@ -120,6 +126,10 @@ pub struct Fit {
     /// Tokens per pair, special tokens included.
     pub max_length: usize,
     pub overflow: Overflow,
+    /// At most this many of a document's tokens are kept (cut on the
+    /// overflow's side: a truncation's, or the right), before the pair is
+    /// fitted to the window; `None`: no limit of the request's own.
+    pub max_document_tokens: Option<usize>,
 }
 
 /// A tokenizer that encodes pairs for one model window.
@@ -216,6 +226,7 @@ impl PairTokenizer {
         Fit {
             max_length: self.max_length,
             overflow,
+            max_document_tokens: None,
         }
     }
 
@@ -268,6 +279,9 @@ impl PairTokenizer {
         index: usize,
         fit: Fit,
     ) -> Result<Vec<EncodedPair>, Error> {
+        if let Some(limit) = fit.max_document_tokens {
+            return self.encode_capped(query, document, index, fit, limit);
+        }
         if let Overflow::Truncate(side) = fit.overflow {
             if let Some(pair) =
                 self.truncate_from_part(query, document, index, fit.max_length, side)?
@@ -286,6 +300,56 @@ impl PairTokenizer {
             Overflow::Refuse => Err(Error::PairTooLong {
                 index,
                 tokens: whole.len(),
+                max_length: fit.max_length,
+            }),
+            Overflow::Truncate(side) => {
+                let (query, document) = self.parts(query, document, index)?;
+                Ok(vec![self.truncate(
+                    query,
+                    document,
+                    index,
+                    fit.max_length,
+                    side,
+                )?])
+            }
+            Overflow::Chunk(plan) => {
+                let (query, document) = self.parts(query, document, index)?;
+                self.chunk(query, document, index, fit.max_length, plan)
+            }
+        }
+    }
+
+    /// `encode_pair` for a request that keeps at most `limit` tokens of
+    /// each document: the document is cut to `limit` tokens first (a
+    /// truncation's side, otherwise the right: its beginning is kept), then
+    /// the pair is fitted to the window as `fit.overflow` says. The whole
+    /// document is tokenized (at most `--max-document-bytes`).
+    fn encode_capped(
+        &self,
+        query: &str,
+        document: &str,
+        index: usize,
+        fit: Fit,
+        limit: usize,
+    ) -> Result<Vec<EncodedPair>, Error> {
+        let (query, mut document) = self.parts(query, document, index)?;
+        let cut = document.len() > limit;
+        if cut {
+            let side = match fit.overflow {
+                Overflow::Truncate(side) => side,
+                Overflow::Refuse | Overflow::Chunk(_) => Side::Right,
+            };
+            document.truncate(limit, 0, direction(side));
+            document.take_overflowing();
+        }
+        let tokens = query.len() + document.len() + self.added;
+        if tokens <= fit.max_length {
+            return Ok(vec![to_pair(&self.join(query, document, index)?, cut)]);
+        }
+        match fit.overflow {
+            Overflow::Refuse => Err(Error::PairTooLong {
+                index,
+                tokens,
                 max_length: fit.max_length,
             }),
             Overflow::Truncate(side) => Ok(vec![self.truncate(
@@ -329,13 +393,12 @@ impl PairTokenizer {
 
     fn truncate(
         &self,
-        query: &str,
-        document: &str,
+        query: Encoding,
+        document: Encoding,
         index: usize,
         max_length: usize,
         side: Side,
     ) -> Result<EncodedPair, Error> {
-        let (query, document) = self.parts(query, document, index)?;
         let room = max_length.saturating_sub(self.added);
         let to_remove = (query.len() + document.len()).saturating_sub(room);
         // The document side first; when that would leave the document empty,
@@ -349,10 +412,7 @@ impl PairTokenizer {
             max_length: room,
             strategy,
             stride: 0,
-            direction: match side {
-                Side::Right => TruncationDirection::Right,
-                Side::Left => TruncationDirection::Left,
-            },
+            direction: direction(side),
         };
         let (mut query, document) =
             truncate_encodings(query, Some(document), &params).map_err(tokenizer_error(index))?;
@@ -405,11 +465,7 @@ impl PairTokenizer {
                 .map_err(tokenizer_error(index))?;
             if holds_the_kept_tokens(&part, keep, side) {
                 part.set_type_ids(vec![1; part.len()]);
-                let direction = match side {
-                    Side::Right => TruncationDirection::Right,
-                    Side::Left => TruncationDirection::Left,
-                };
-                part.truncate(keep, 0, direction);
+                part.truncate(keep, 0, direction(side));
                 part.take_overflowing();
                 return Ok(Some(to_pair(&self.join(query, part, index)?, true)));
             }
@@ -420,13 +476,12 @@ impl PairTokenizer {
 
     fn chunk(
         &self,
-        query: &str,
-        document: &str,
+        query: Encoding,
+        mut document: Encoding,
         index: usize,
         max_length: usize,
         plan: ChunkPlan,
     ) -> Result<Vec<EncodedPair>, Error> {
-        let (query, mut document) = self.parts(query, document, index)?;
         let room = max_length
             .saturating_sub(self.added)
             .saturating_sub(query.len());
@@ -442,9 +497,18 @@ impl PairTokenizer {
             )));
         }
         let step = room - overlap;
-        let windows = 1 + (document.len().saturating_sub(room)).div_ceil(step);
+        let mut windows = 1 + (document.len().saturating_sub(room)).div_ceil(step);
+        let mut cut = false;
+        if windows > plan.max_chunks && plan.keep_first {
+            // The first max_chunks windows, whole: the rest is dropped.
+            let keep = room + (plan.max_chunks.max(1) - 1) * step;
+            document.truncate(keep, 0, TruncationDirection::Right);
+            document.take_overflowing();
+            windows = plan.max_chunks.max(1);
+            cut = true;
+        }
         if windows > plan.max_chunks {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::TooLarge(format!(
                 "document {index} is {} tokens: chunking needs {windows} windows of {room} \
                  tokens overlapping by {overlap}, over this server's limit of {} per document; \
                  shorten it, lower overlap_tokens, or truncate it instead \
@@ -455,10 +519,13 @@ impl PairTokenizer {
         }
         document.truncate(room, overlap, TruncationDirection::Right);
         let rest = document.take_overflowing();
-        let pairs = std::iter::once(document)
+        let mut pairs = std::iter::once(document)
             .chain(rest)
             .map(|window| Ok(to_pair(&self.join(query.clone(), window, index)?, false)))
             .collect::<Result<Vec<_>, Error>>()?;
+        if let Some(last) = pairs.last_mut() {
+            last.truncated = cut;
+        }
         debug_assert_eq!(pairs.len(), windows);
         Ok(pairs)
     }
@@ -524,6 +591,13 @@ fn holds_the_kept_tokens(part: &Encoding, keep: usize, side: Side) -> bool {
             let first_kept = part.len() - keep;
             words[first_kept].is_some() && words[first_kept] != words[0]
         }
+    }
+}
+
+fn direction(side: Side) -> TruncationDirection {
+    match side {
+        Side::Right => TruncationDirection::Right,
+        Side::Left => TruncationDirection::Left,
     }
 }
 

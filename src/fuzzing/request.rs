@@ -173,7 +173,7 @@ fn encode_rerank(
 ) -> Result<(EncodedRequest, Fit), Error> {
     let query = convert::to_query(request, None)?;
     infer::validate(&query, config)?;
-    let fit = tokenizer.fit(query.long.overflow(config));
+    let fit = query.long.fit(tokenizer.max_length(), config);
     let (abandon, _held) = Abandon::new(None);
     let encoded = tokenizer.encode_request(&query.query, &query.documents, fit, &abandon)?;
     Ok((encoded, fit))
@@ -187,10 +187,9 @@ fn encode_pairs(
 ) -> Result<(EncodedRequest, Fit), Error> {
     let query = convert::to_pairs_query(request, None)?;
     infer::validate_pairs(&query, config, tokenizer.max_length())?;
-    let fit = Fit {
-        max_length: query.max_length.unwrap_or(tokenizer.max_length()),
-        overflow: query.long.overflow(config),
-    };
+    let fit = query
+        .long
+        .fit(query.max_length.unwrap_or(tokenizer.max_length()), config);
     let (abandon, _held) = Abandon::new(None);
     let encoded = tokenizer.encode_pairs(&query.pairs, fit, &abandon)?;
     Ok((encoded, fit))

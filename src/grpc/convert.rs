@@ -75,6 +75,7 @@ pub(super) fn to_long(
             Ok(Chunking {
                 overlap: chunking.overlap_tokens.map(|o| o as usize),
                 aggregate,
+                max_chunks: None,
             })
         })
         .transpose()?;
@@ -82,6 +83,7 @@ pub(super) fn to_long(
         truncate: truncate.unwrap_or(true),
         side,
         chunking,
+        max_document_tokens: None,
     })
 }
 
@@ -90,8 +92,10 @@ pub(crate) fn to_query(
     request: pb::RerankRequest,
     deadline: Option<Instant>,
 ) -> Result<RerankQuery, Error> {
+    let mut long = to_long(request.truncate, request.truncation_side, request.chunking)?;
+    long.max_document_tokens = request.max_tokens_per_document.map(|t| t as usize);
     Ok(RerankQuery {
-        long: to_long(request.truncate, request.truncation_side, request.chunking)?,
+        long,
         query: request.query,
         documents: request.documents,
         top_n: request.top_n as usize,

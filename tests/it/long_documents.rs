@@ -35,6 +35,7 @@ fn pair_tokens(document: &str) -> usize {
     let fit = Fit {
         max_length: usize::MAX,
         overflow: Overflow::Refuse,
+        max_document_tokens: None,
     };
     tokenizer.encode_pair(QUERY, document, 0, fit).unwrap()[0].len()
 }

@@ -24,6 +24,8 @@ use tonic_health::pb::HealthCheckRequest;
 struct Served {
     addr: SocketAddr,
     metrics: SocketAddr,
+    /// The HTTP API's port.
+    http: SocketAddr,
     release: Option<oneshot::Sender<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     done: std::sync::mpsc::Receiver<Result<(), rerankd::Error>>,
@@ -43,10 +45,12 @@ fn serve(config: ServerConfig) -> Served {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addrs
                 .send((
                     listener.local_addr().unwrap(),
                     metrics.local_addr().unwrap(),
+                    http.local_addr().unwrap(),
                 ))
                 .unwrap();
             let model = model_config(model_dir("tiny-bert"), "fp32");
@@ -57,14 +61,20 @@ fn serve(config: ServerConfig) -> Served {
             let shutdown = async move {
                 let _ = shutdown_seen.await;
             };
-            let outcome = serving::serve(listener, Some(metrics), config, load, shutdown).await;
+            let listeners = serving::Listeners {
+                grpc: listener,
+                metrics: Some(metrics),
+                http: Some(http),
+            };
+            let outcome = serving::serve(listeners, config, load, shutdown).await;
             let _ = finished.send(outcome);
         });
     });
-    let (addr, metrics) = bound.recv().unwrap();
+    let (addr, metrics, http) = bound.recv().unwrap();
     Served {
         addr,
         metrics,
+        http,
         release: Some(release),
         shutdown: Some(shutdown),
         done,

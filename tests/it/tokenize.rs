@@ -189,6 +189,7 @@ fn pairs_that_fit_are_the_same_whatever_the_overflow_rule() {
     let plan = Overflow::Chunk(ChunkPlan {
         overlap: None,
         max_chunks: 4,
+        keep_first: false,
     });
     for overflow in [
         RIGHT,
@@ -246,6 +247,7 @@ fn chunking_covers_the_document_in_overlapping_windows_with_the_whole_query() {
             Fit {
                 max_length: 1000,
                 overflow: Overflow::Refuse,
+                max_document_tokens: None,
             },
         )
         .unwrap()
@@ -256,6 +258,7 @@ fn chunking_covers_the_document_in_overlapping_windows_with_the_whole_query() {
         Overflow::Chunk(ChunkPlan {
             overlap,
             max_chunks: 64,
+            keep_first: false,
         })
     };
     for (overlap, expected_windows) in [(Some(6), 5), (Some(0), 4), (None, 5)] {
@@ -291,6 +294,7 @@ fn chunking_refuses_what_it_cannot_window() {
                 tokenizer.fit(Overflow::Chunk(ChunkPlan {
                     overlap,
                     max_chunks,
+                    keep_first: false,
                 })),
             )
             .unwrap_err()
@@ -313,6 +317,7 @@ fn a_request_counts_the_windows_of_its_chunked_documents() {
     let fit = tokenizer.fit(Overflow::Chunk(ChunkPlan {
         overlap: Some(0),
         max_chunks: 8,
+        keep_first: false,
     }));
     let encoded = tokenizer
         .encode_request("capital", &documents, fit, &Abandon::default())
