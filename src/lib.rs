@@ -7,6 +7,8 @@
 //! - [`grpc`]: generated protobuf code and the `rerank.v1.Reranker` handlers.
 //! - `http`: the HTTP API (Cohere, Jina and TEI shapes, health, info,
 //!   metrics) on its own port, beside gRPC.
+//! - `status`: the status page on the HTTP port (`GET /`, `GET
+//!   /status.json`): the model and each worker's batch controller, live.
 //! - [`infer`]: one request from text to ranked results.
 //! - [`tokenize`]: (query, document) text to token ids: truncation and
 //!   splitting long documents into windows.
@@ -59,6 +61,7 @@ pub(crate) mod infer;
 pub(crate) mod inflight;
 pub(crate) mod listener;
 pub(crate) mod metrics;
+pub(crate) mod status;
 pub(crate) mod worker;
 
 pub use error::Error;
