@@ -592,9 +592,7 @@ impl ServeArgs {
             message_read_timeout: seconds(self.message_read_timeout_secs),
             max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
             http: HttpConfig {
-                max_body_bytes: self
-                    .http_max_body_bytes
-                    .unwrap_or(self.max_message_bytes),
+                max_body_bytes: self.http_max_body_bytes.unwrap_or(self.max_message_bytes),
                 request_timeout: (self.http_request_timeout_secs > 0.0)
                     .then(|| Duration::from_secs_f64(self.http_request_timeout_secs)),
                 cors_allow_origins: self
@@ -700,12 +698,18 @@ mod tests {
         assert_eq!(http.max_body_bytes, 1000);
         assert_eq!(
             http.cors_allow_origins,
-            ["https://a.example", "https://b.example", "https://c.example"]
+            [
+                "https://a.example",
+                "https://b.example",
+                "https://c.example"
+            ]
         );
         assert_eq!(http.request_timeout, None);
         let own = serve_args(&["--http-max-body-bytes", "77"]).server_config();
         assert_eq!(own.http.max_body_bytes, 77);
-        assert!(Cli::try_parse_from(["rerankd", "serve", "--model", "/m", "--http-addr", "x"]).is_err());
+        assert!(
+            Cli::try_parse_from(["rerankd", "serve", "--model", "/m", "--http-addr", "x"]).is_err()
+        );
     }
 
     #[test]

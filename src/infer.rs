@@ -299,10 +299,7 @@ impl Infer {
             deadline,
         } = query;
         let tokenizer = Arc::clone(&self.tokenizer);
-        let fit = long.fit(
-            max_length.unwrap_or(tokenizer.max_length()),
-            &self.config,
-        );
+        let fit = long.fit(max_length.unwrap_or(tokenizer.max_length()), &self.config);
         let (abandon, _abandon_on_drop) = Abandon::new(deadline);
         let encoded = tokenize(move || tokenizer.encode_pairs(&pairs, fit, &abandon)).await?;
         charge_encoded(&mut charge, &encoded)?;
@@ -551,8 +548,7 @@ pub(crate) fn validate_pairs(
 fn validate_long(long: &LongDocuments, config: &InferConfig) -> Result<(), Error> {
     if long.max_document_tokens == Some(0) {
         return Err(Error::InvalidArgument(
-            "max_tokens_per_document is 0; send at least 1, or leave it unset for no limit"
-                .into(),
+            "max_tokens_per_document is 0; send at least 1, or leave it unset for no limit".into(),
         ));
     }
     if let Some(max_chunks) = long.chunking.and_then(|c| c.max_chunks) {

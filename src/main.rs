@@ -86,11 +86,9 @@ async fn serve(args: ServeArgs, malloc: Option<i32>) -> anyhow::Result<()> {
         None => None,
     };
     let http = match args.http_addr.addr() {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for the HTTP API (--http-addr; `off` turns it off)"))?,
-        ),
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for the HTTP API (--http-addr; `off` turns it off)")
+        })?),
         None => None,
     };
     let model = args.model_config();

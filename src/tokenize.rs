@@ -6,7 +6,10 @@
 //! what happens to a pair longer than its window: refuse it, truncate it
 //! (the document side first, on the side asked for; only when the query
 //! alone leaves no room, the longest side), or split the document into
-//! overlapping windows that each carry the whole query; and stopping
+//! overlapping windows that each carry the whole query (at most N of them,
+//! failing the request or, when asked, keeping the first N); a request's
+//! own cap on each document's tokens (`Fit::max_document_tokens`), applied
+//! before any of that; and stopping
 //! between documents once the request is abandoned (`Abandon`). Must never: pad
 //! (batches pad), run on a tokio worker thread (it is CPU work: callers use
 //! blocking threads), truncate silently when the client said not to, or

@@ -26,7 +26,7 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 start() { # NAME FLAGS: starts a server on a free port; prints its pid and port
   local name="$1" flags="$2"
   # shellcheck disable=SC2086
-  RERANKD_LOG_FORMAT=json "$BIN" serve --model "$MODEL" --addr 127.0.0.1:0 $flags >"$OUT/$name.log" 2>&1 &
+  RERANKD_LOG_FORMAT=json "$BIN" serve --model "$MODEL" --addr 127.0.0.1:0 --http-addr off $flags >"$OUT/$name.log" 2>&1 &
   echo $!
 }
 port_of() { # NAME: waits until the server is warm; prints its port

@@ -309,7 +309,7 @@ def build_units():
     rerankd_unavail = None if bin_ else f"no server binary: {P['BENCH_BIN_ERROR']}"
 
     def rerankd(uid, label, *flags, model=ts, bf16=False):
-        cmd = [bin_ or "rerankd", "serve", "--model", model, "--addr", "127.0.0.1:{port}", "--drain-delay-secs", "0",
+        cmd = [bin_ or "rerankd", "serve", "--model", model, "--addr", "127.0.0.1:{port}", "--http-addr", "off", "--drain-delay-secs", "0",
                "--grace-period-secs", "10", *flags]
         return ServerUnit(uid, "rerankd", label, cmd, "rerankd", "127.0.0.1:{port}", unavailable=rerankd_unavail,
                           server_env={"RUST_LOG": "info"}, dtype=None, bf16=bf16)
@@ -406,7 +406,7 @@ def fidelity():
         port = free_port()
         slog = os.path.join(LOGS, f"fidelity-{dt}.server.log")
         scores = os.path.join(LOGS, f"fidelity-{dt}.scores.json")
-        cmd = [P["BENCH_BIN"], "serve", "--model", P["BENCH_FIDELITY_MODEL"], "--addr", f"127.0.0.1:{port}",
+        cmd = [P["BENCH_BIN"], "serve", "--model", P["BENCH_FIDELITY_MODEL"], "--addr", f"127.0.0.1:{port}", "--http-addr", "off",
                "--dtype", dt, "--drain-delay-secs", "0", "--grace-period-secs", "10"]
         with open(slog, "w") as sf:
             server = subprocess.Popen(cmd, stdout=sf, stderr=subprocess.STDOUT, start_new_session=True, cwd="/tmp")

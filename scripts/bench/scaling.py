@@ -46,7 +46,7 @@ def start_server():
     env = dict(os.environ, RERANKD_LOG_FORMAT="json")
     max_docs = max(DOCUMENTS + [1000])
     proc = subprocess.Popen(
-        [BIN, "serve", "--model", MODEL, "--addr", "127.0.0.1:0", "--max-documents", str(max_docs),
+        [BIN, "serve", "--model", MODEL, "--addr", "127.0.0.1:0", "--http-addr", "off", "--max-documents", str(max_docs),
          "--max-queued-pairs", str(max(20000, 2 * max_docs, 2 * max(CLIENTS) * DOCS_PER_REQUEST_FOR_CLIENTS))],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     addr = None

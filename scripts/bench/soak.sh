@@ -66,7 +66,7 @@ BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 FIFO="$(mktemp -u "${TMPDIR:-/tmp}/rerankd-soak.XXXXXX")"
 mkfifo "$FIFO"
 read -r -a SERVER_ARGS <<<"${RERANKD_SOAK_SERVER_ARGS:-}"
-RUST_LOG="${RUST_LOG:-info}" "$BIN_DIR/rerankd" serve --model "$MODEL" --addr 127.0.0.1:0 \
+RUST_LOG="${RUST_LOG:-info}" "$BIN_DIR/rerankd" serve --model "$MODEL" --addr 127.0.0.1:0 --http-addr off \
   --drain-delay-secs 1 "${SERVER_ARGS[@]}" 2>"$FIFO" &
 SERVER_PID=$!
 cleanup() {

@@ -187,7 +187,7 @@ start_server() { # NAME MODEL_DIR DTYPE [rerankd serve flags...]
   echo "+ rerankd serve --model $model --addr $SERVER_ADDR --devices $DEVICE --dtype $dtype $*"
   RUST_LOG="${RUST_LOG:-info,rerankd::grpc::trace=warn}" "$KIT/rerankd" serve --model "$model" \
     --addr "$SERVER_ADDR" --devices "$DEVICE" --dtype "$dtype" --log-format json \
-    --drain-delay-secs 0 --grace-period-secs 20 "$@" >"$WORK/servers/$name.log" 2>&1 &
+    --http-addr off --drain-delay-secs 0 --grace-period-secs 20 "$@" >"$WORK/servers/$name.log" 2>&1 &
   SERVER_PID=$!
   # shellcheck disable=SC2031  # runs inside a step's subshell, which owns its SERVER_PIDS
   SERVER_PIDS+=("$SERVER_PID")

@@ -110,7 +110,10 @@ mod tests {
         let error = message(r#"{"documents": ["a"]}"#);
         assert!(error.contains("missing field `query`"), "{error}");
         let error = message(r#"{"query": "q", "documents": ["a"], "top_n": "3"}"#);
-        assert!(error.contains("`top_n` is not valid: invalid type"), "{error}");
+        assert!(
+            error.contains("`top_n` is not valid: invalid type"),
+            "{error}"
+        );
         let error = message(r#"{"query": "q", "documents": ["a", 7]}"#);
         assert!(error.contains("`documents[1]` is not valid"), "{error}");
         let error = message(r#"{"query": "q", "documents": ["a"], "top_n": -1}"#);

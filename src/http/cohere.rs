@@ -117,7 +117,11 @@ impl V1Request {
         };
         Ok(RerankQuery {
             query: self.query,
-            documents: self.documents.into_iter().map(Document::into_text).collect(),
+            documents: self
+                .documents
+                .into_iter()
+                .map(Document::into_text)
+                .collect(),
             top_n: top_n(self.top_n)?,
             return_documents: self.return_documents.unwrap_or(false),
             raw_scores: false,
@@ -145,7 +149,11 @@ impl V2Request {
         }
         Ok(RerankQuery {
             query: self.query,
-            documents: self.documents.into_iter().map(Document::into_text).collect(),
+            documents: self
+                .documents
+                .into_iter()
+                .map(Document::into_text)
+                .collect(),
             top_n: top_n(self.top_n)?,
             return_documents: self.return_documents.unwrap_or(false),
             raw_scores: false,
@@ -316,7 +324,10 @@ mod tests {
         let query = request.into_query(None).unwrap();
         assert!(query.return_documents);
         let chunking = query.long.chunking.unwrap();
-        assert_eq!((chunking.max_chunks, chunking.aggregate), (Some(3), Aggregate::Max));
+        assert_eq!(
+            (chunking.max_chunks, chunking.aggregate),
+            (Some(3), Aggregate::Max)
+        );
     }
 
     #[test]
@@ -329,10 +340,14 @@ mod tests {
         };
         assert!(v1(r#"{"query": "q", "documents": ["a"], "top_n": 0}"#).contains("top_n is 0"));
         assert!(v1(r#"{"query": "q", "documents": [{"title": "x"}]}"#).contains("documents[0]"));
-        assert!(v1(r#"{"query": "q", "documents": ["a"], "rank_fields": ["title"]}"#)
-            .contains("rank_fields"));
-        assert!(v1(r#"{"query": "q", "documents": ["a"], "max_chunks_per_doc": 0}"#)
-            .contains("max_chunks_per_doc is 0"));
+        assert!(
+            v1(r#"{"query": "q", "documents": ["a"], "rank_fields": ["title"]}"#)
+                .contains("rank_fields")
+        );
+        assert!(
+            v1(r#"{"query": "q", "documents": ["a"], "max_chunks_per_doc": 0}"#)
+                .contains("max_chunks_per_doc is 0")
+        );
         let v2 = |json: &str| {
             parse::<V2Request>(json.as_bytes())
                 .and_then(|r| r.into_query(None))
@@ -357,8 +372,8 @@ mod tests {
 
     #[test]
     fn answers_leave_out_what_was_not_asked_for() {
-        let json = serde_json::to_value(v1_response(reranked(false), "id".into(), "m".into()))
-            .unwrap();
+        let json =
+            serde_json::to_value(v1_response(reranked(false), "id".into(), "m".into())).unwrap();
         assert_eq!(
             json,
             serde_json::json!({

@@ -143,16 +143,24 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn rerank_v1(State(state): State<HttpState>, request: Request) -> Response {
-    rerank::<V1Request, _>(&state, "POST /v1/rerank", Shape::Message, request, |r, a| {
-        cohere::v1_response(r, a.id, a.model)
-    })
+    rerank::<V1Request, _>(
+        &state,
+        "POST /v1/rerank",
+        Shape::Message,
+        request,
+        |r, a| cohere::v1_response(r, a.id, a.model),
+    )
     .await
 }
 
 async fn rerank_v2(State(state): State<HttpState>, request: Request) -> Response {
-    rerank::<V2Request, _>(&state, "POST /v2/rerank", Shape::Message, request, |r, a| {
-        cohere::v2_response(r, a.id)
-    })
+    rerank::<V2Request, _>(
+        &state,
+        "POST /v2/rerank",
+        Shape::Message,
+        request,
+        |r, a| cohere::v2_response(r, a.id),
+    )
     .await
 }
 
@@ -274,7 +282,10 @@ struct Message {
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> Response {
-    let message = format!("no route for {method} {}; this server serves {ROUTES}", uri.path());
+    let message = format!(
+        "no route for {method} {}; this server serves {ROUTES}",
+        uri.path()
+    );
     (StatusCode::NOT_FOUND, Json(Message { message })).into_response()
 }
 

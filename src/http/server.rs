@@ -51,7 +51,10 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, Error> {
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
-            .expose_headers([header::RETRY_AFTER, header::HeaderName::from_static("x-request-id")]),
+            .expose_headers([
+                header::RETRY_AFTER,
+                header::HeaderName::from_static("x-request-id"),
+            ]),
     ))
 }
 

@@ -100,8 +100,11 @@ mod tests {
         assert_eq!(query.top_n, 0);
         assert!(!query.raw_scores && !query.return_documents);
         assert_eq!(query.long, LongDocuments::default());
-        for (spelling, side) in [("left", Side::Left), ("Left", Side::Left), ("right", Side::Right)]
-        {
+        for (spelling, side) in [
+            ("left", Side::Left),
+            ("Left", Side::Left),
+            ("right", Side::Right),
+        ] {
             let json = format!(
                 r#"{{"query": "q", "texts": ["a"], "truncate": false,
                     "truncation_direction": "{spelling}", "raw_scores": true, "return_text": true}}"#
@@ -113,9 +116,10 @@ mod tests {
             assert_eq!(query.long.side, side);
             assert!(!query.long.truncate && query.raw_scores && query.return_documents);
         }
-        let error = parse::<TeiRequest>(br#"{"query": "q", "texts": [], "truncation_direction": "up"}"#)
-            .unwrap_err()
-            .to_string();
+        let error =
+            parse::<TeiRequest>(br#"{"query": "q", "texts": [], "truncation_direction": "up"}"#)
+                .unwrap_err()
+                .to_string();
         assert!(error.contains("`truncation_direction`"), "{error}");
         let error = parse::<TeiRequest>(br#"{"query": "q", "texts": []}"#)
             .unwrap()

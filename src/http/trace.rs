@@ -87,9 +87,8 @@ fn status_label(status: StatusCode) -> &'static str {
 /// The client's `x-request-id`, when it is short printable ASCII.
 fn client_request_id(headers: &HeaderMap) -> Option<String> {
     let value = headers.get("x-request-id")?.to_str().ok()?.trim();
-    let sane = !value.is_empty()
-        && value.len() <= 128
-        && value.bytes().all(|b| b.is_ascii_graphic());
+    let sane =
+        !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic());
     sane.then(|| value.to_string())
 }
 

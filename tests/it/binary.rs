@@ -59,6 +59,11 @@ fn help_explains_every_flag_and_its_env_var() {
         "RERANKD_MAX_DOCUMENT_BYTES",
         "RERANKD_MAX_FAILED_BATCHES",
         "RERANKD_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS",
+        "RERANKD_HTTP_ADDR",
+        "RERANKD_HTTP_MAX_BODY_BYTES",
+        "RERANKD_HTTP_REQUEST_TIMEOUT_SECS",
+        "RERANKD_CORS_ALLOW_ORIGIN",
+        "RERANKD_SERVED_MODEL_NAME",
     ] {
         assert!(help.contains(env), "--help lacks {env}:\n{help}");
     }
@@ -73,6 +78,8 @@ fn serve_missing_model(env: &[(&str, &str)]) -> String {
             "--model",
             "/no/such/model",
             "--addr",
+            "127.0.0.1:0",
+            "--http-addr",
             "127.0.0.1:0",
         ])
         .envs(env.iter().copied())
@@ -160,6 +167,8 @@ fn spawn_server(model: &str, env: &[(&str, &str)]) -> Spawned {
         .arg("serve")
         .env("RERANKD_MODEL", model_dir(model))
         .env("RERANKD_ADDR", "127.0.0.1:0")
+        // Not the default 0.0.0.0:8080, which parallel tests would share.
+        .env("RERANKD_HTTP_ADDR", "127.0.0.1:0")
         .env("RERANKD_DTYPE", "fp32")
         .env("RUST_LOG", "info")
         .envs(env.iter().copied())
@@ -266,6 +275,8 @@ async fn json_logs_carry_each_requests_span_with_its_traceparent() {
         .args(["serve", "--log-format", "json", "--drain-delay-secs", "0"])
         .env("RERANKD_MODEL", model_dir("tiny-bert"))
         .env("RERANKD_ADDR", "127.0.0.1:0")
+        // Not the default 0.0.0.0:8080, which parallel tests would share.
+        .env("RERANKD_HTTP_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()

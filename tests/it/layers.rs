@@ -1,5 +1,5 @@
 //! The import direction ARCHITECTURE.md states, checked on the sources:
-//! grpc -> infer -> batcher -> worker -> model / gpu, and tokenize and
+//! grpc and http -> infer -> batcher -> worker -> model / gpu, and tokenize and
 //! aggregate below infer. A `use` (or path) that runs back up fails here,
 //! naming the file and line. Across the workspace's crates: only
 //! `main.rs` and `config` name the bench crate, and neither the bench nor
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, highest first: a module may name only layers after its own.
 const ORDER: &[&[&str]] = &[
-    &["grpc"],
+    &["grpc", "http"],
     &["infer"],
     &["batcher"],
     &["worker"],
@@ -166,4 +166,29 @@ fn the_bench_and_api_crates_never_depend_on_the_server_or_libtorch() {
     // The parser sees what it should: the server's own manifest declares tch.
     let server = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     assert!(declared_dependencies(&server).contains(&"tch".to_string()));
+}
+
+#[test]
+fn the_http_api_names_nothing_of_grpc_tonic_protobuf_or_libtorch() {
+    let http = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let mut files = Vec::new();
+    sources(&http, &mut files);
+    assert!(files.len() >= 5, "src/http has {} files", files.len());
+    let mut named = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for name in ["crate::grpc", "tonic", "prost", "tch::", "nvml"] {
+                if code.contains(name) {
+                    named.push(format!("{}:{}: {name}", file.display(), number + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        named.is_empty(),
+        "src/http must stay beside gRPC:\n{}",
+        named.join("\n")
+    );
 }

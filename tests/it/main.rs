@@ -14,6 +14,7 @@ mod binary;
 mod clients;
 mod exported_models;
 mod fuzzing;
+mod http;
 mod layers;
 mod limits;
 mod long_documents;

@@ -1,6 +1,6 @@
 //! End to end for serving in the real stack (real model, real port): health
 //! says NOT_SERVING while the model loads, SERVING once warm, NOT_SERVING
-//! again from shutdown, and `Watch` follows it; reflection (v1 and v1alpha)
+//! again from shutdown, and `Watch` and the HTTP port's /health follow it; reflection (v1 and v1alpha)
 //! lists the services; the metrics endpoint exposes every metric README
 //! documents, with plausible values after traffic; TLS and mutual TLS
 //! connect with good certificates and refuse bad ones.
@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::web;
 use crate::common::*;
 use rerankd::config::{InferConfig, ServerConfig, TlsFiles};
 use rerankd::{server, serving};
@@ -134,7 +135,11 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_on_shutdown() {
-    let mut served = serve(quick_drain());
+    // Long enough a drain to ask the HTTP port's /health during it.
+    let mut served = serve(ServerConfig {
+        drain_delay: Duration::from_secs(2),
+        ..quick_drain()
+    });
     let mut health = health(served.addr).await;
     let mut watch = watch_health(channel(served.addr).await).await;
     assert_eq!(
@@ -152,6 +157,10 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert!(status.message().contains("still loading"), "{status:?}");
+    // The HTTP port says the same.
+    let http_health = web::call(served.http, "GET", "/health", None).await;
+    assert_eq!(http_health.status, 503);
+    assert_eq!(http_health.json()["message"], status.message());
     assert_eq!(
         sample(&scrape(served.metrics).await, "rerankd_model_ready"),
         Some(0.0)
@@ -163,6 +172,10 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
         Some(ServingStatus::Serving as i32)
     );
     assert_eq!(check(&mut health, "").await, ServingStatus::Serving as i32);
+    assert_eq!(
+        web::call(served.http, "GET", "/health", None).await.status,
+        200
+    );
     let response = rerank
         .rerank(request("q", &["a document", "another"]))
         .await
@@ -174,6 +187,15 @@ async fn health_is_not_serving_while_loading_serving_when_warm_and_not_serving_o
     assert_eq!(
         next_status(&mut watch).await,
         Some(ServingStatus::NotServing as i32)
+    );
+    // Draining: /health is 503 at once, and requests are still served
+    // while the drain delay runs.
+    let draining = web::call(served.http, "GET", "/health", None).await;
+    assert_eq!(draining.status, 503, "{}", draining.body);
+    let body = serde_json::json!({"query": "q", "documents": ["a document"]});
+    assert_eq!(
+        web::post(served.http, "/v1/rerank", &body).await.status,
+        200
     );
     // The drain ends the watch instead of waiting on it.
     assert_eq!(next_status(&mut watch).await, None);

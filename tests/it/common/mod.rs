@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod bare;
+pub mod web;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,6 +93,27 @@ where
     S: Scorer + 'static,
     W: Fn(TorchScorer) -> S + Clone + Send + 'static,
 {
+    start_servers(config, infer, server_config, wrap).map(|addrs| addrs.grpc)
+}
+
+/// A server's ports: gRPC, and the HTTP API.
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// `start_server_serving`, returning both ports' addresses.
+pub fn start_servers<S, W>(
+    config: ModelConfig,
+    infer: InferConfig,
+    server_config: ServerConfig,
+    wrap: W,
+) -> Result<Addrs, rerankd::Error>
+where
+    S: Scorer + 'static,
+    W: Fn(TorchScorer) -> S + Clone + Send + 'static,
+{
     let (ready, started) = mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -108,8 +130,19 @@ where
                 }
             };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            ready.send(Ok(listener.local_addr().unwrap())).unwrap();
-            serving::serve_loaded(listener, server_config, loaded, std::future::pending())
+            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            ready
+                .send(Ok(Addrs {
+                    grpc: listener.local_addr().unwrap(),
+                    http: http.local_addr().unwrap(),
+                }))
+                .unwrap();
+            let listeners = serving::Listeners {
+                grpc: listener,
+                metrics: None,
+                http: Some(http),
+            };
+            serving::serve_loaded(listeners, server_config, loaded, std::future::pending())
                 .await
                 .unwrap();
         });
@@ -121,13 +154,23 @@ where
 
 /// One server per (model, dtype) for the whole test binary.
 pub fn shared_server(model: &str, dtype: &str) -> SocketAddr {
-    static SERVERS: OnceLock<Mutex<HashMap<(String, String), SocketAddr>>> = OnceLock::new();
+    shared_addrs(model, dtype).grpc
+}
+
+/// `shared_server`'s gRPC and HTTP addresses.
+pub fn shared_addrs(model: &str, dtype: &str) -> Addrs {
+    static SERVERS: OnceLock<Mutex<HashMap<(String, String), Addrs>>> = OnceLock::new();
     let mut servers = SERVERS.get_or_init(Default::default).lock().unwrap();
     *servers
         .entry((model.to_string(), dtype.to_string()))
         .or_insert_with(|| {
-            start_server(model_config(model_dir(model), dtype))
-                .unwrap_or_else(|e| panic!("starting {model} in {dtype}: {e}"))
+            start_servers(
+                model_config(model_dir(model), dtype),
+                InferConfig::default(),
+                ServerConfig::default(),
+                |scorer| scorer,
+            )
+            .unwrap_or_else(|e| panic!("starting {model} in {dtype}: {e}"))
         })
 }
 
