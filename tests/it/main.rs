@@ -23,5 +23,6 @@ mod rapid_reset;
 mod rerank;
 mod score_pairs;
 mod serving;
+mod status_page;
 mod stream;
 mod tokenize;
