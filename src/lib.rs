@@ -10,6 +10,8 @@
 //!   TEI's `tei.v1.Rerank` and `tei.v1.Info` (for TEI's gRPC clients).
 //! - `http`: the HTTP API (Cohere, Jina and TEI shapes, health, info,
 //!   metrics) on its own port, beside gRPC.
+//! - `status`: the status page on the HTTP port (`GET /`, `GET
+//!   /status.json`): the model and each worker's batch controller, live.
 //! - [`infer`]: one request from text to ranked results.
 //! - [`tokenize`]: (query, document) text to token ids: truncation and
 //!   splitting long documents into windows.
@@ -63,6 +65,7 @@ pub(crate) mod inflight;
 pub(crate) mod listener;
 pub(crate) mod malloc;
 pub(crate) mod metrics;
+pub(crate) mod status;
 pub(crate) mod worker;
 
 pub use error::Error;

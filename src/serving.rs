@@ -171,7 +171,13 @@ where
         serving_seen,
         config.http.clone(),
     );
-    let http_app = crate::http::server::app(http_state, &config.http, &keys)?;
+    let status = crate::status::Sampler::start(Arc::downgrade(&ready), Default::default());
+    let status_page = crate::status::router(
+        Arc::clone(&ready),
+        config.http.served_model_name.clone(),
+        &status,
+    );
+    let http_app = crate::http::server::app(http_state, &config.http, &keys)?.merge(status_page);
     let model = match model {
         Model::Loaded(loaded) => {
             let parts = publish(&ready, *loaded);
@@ -216,6 +222,7 @@ where
                     let _ = grpc.await;
                     let _ = http.finish(Duration::from_secs(1)).await;
                     metrics_task.stop().await;
+                    status.stop().await;
                     return Err(error);
                 }
             }
@@ -237,6 +244,7 @@ where
     )
     .await;
     metrics_task.stop().await;
+    status.stop().await;
     // Every handler, and with them every ModelClient, is gone once `ready`
     // is (the metrics hold it weakly): the model threads finish their last
     // job and end.

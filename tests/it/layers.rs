@@ -1,5 +1,5 @@
 //! The import direction ARCHITECTURE.md states, checked on the sources:
-//! grpc and http -> infer -> batcher -> worker -> model / gpu, and tokenize and
+//! grpc, http and status -> infer -> batcher -> worker -> model / gpu, and tokenize and
 //! aggregate below infer. A `use` (or path) that runs back up fails here,
 //! naming the file and line. Across the workspace's crates: only
 //! `main.rs` and `config` name the bench crate, and neither the bench nor
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, highest first: a module may name only layers after its own.
 const ORDER: &[&[&str]] = &[
-    &["grpc", "http"],
+    &["grpc", "http", "status"],
     &["infer"],
     &["batcher"],
     &["worker"],

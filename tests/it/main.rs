@@ -24,6 +24,7 @@ mod rapid_reset;
 mod rerank;
 mod score_pairs;
 mod serving;
+mod status_page;
 mod stream;
 mod tei;
 mod tokenize;
