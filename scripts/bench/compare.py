@@ -215,9 +215,11 @@ class OfflineUnit(Unit):
 
 class ServerUnit(Unit):
     def __init__(self, uid, group, label, server_cmd, kind, target_fmt, server_env=None, unavailable=None,
-                 ready_timeout=300, dtype="fp32", bf16=False):
+                 ready_timeout=300, dtype="fp32", bf16=False, normalised=False):
         super().__init__(uid, group, {uid: label}, unavailable, dtype, bf16)
         self.server_cmd, self.kind, self.target_fmt = server_cmd, kind, target_fmt
+        # Its answers carry normalised scores only (Cohere's shape): not compared with raw's.
+        self.normalised = normalised
         self.server_env = server_env or {}
         self.ready_timeout = ready_timeout
         self.startup_s = None
@@ -265,6 +267,8 @@ class ServerUnit(Unit):
                     f"load driver failed (exit {driver.returncode}): {tail(dlog, 3)} | server: {tail(slog, 3)}"
                 )
             row = rows[-1]
+            if self.normalised:
+                row.pop("scores0", None)
             if row["requests"] == 0:
                 raise RuntimeError(f"every request failed: {row.get('first_error')}")
             row["key"] = self.uid
@@ -320,6 +324,13 @@ def build_units():
                           server_env={"RUST_LOG": "info"}, dtype=None, bf16=bf16)
 
     units.append(rerankd("rerankd-default", "rerankd default (adaptive, --dtype auto)"))
+    # The same server through its HTTP API's Cohere shape (POST /v1/rerank, aiohttp, keep-alive),
+    # against rerankd-default's gRPC in the same run (issue 16: at least 0.95x).
+    http_cmd = [bin_ or "rerankd", "serve", "--model", ts, "--addr", "127.0.0.1:0", "--http-addr",
+                "127.0.0.1:{port}", "--drain-delay-secs", "0", "--grace-period-secs", "10"]
+    units.append(ServerUnit("rerankd-http", "rerankd", "rerankd default, HTTP POST /v1/rerank (Cohere shape)",
+                            http_cmd, "http", "http://127.0.0.1:{port}/v1/rerank", unavailable=rerankd_unavail,
+                            server_env={"RUST_LOG": "info"}, dtype=None, normalised=True))
     units.append(OfflineUnit("raw", "raw", P["BENCH_PROJECT_PY"], "raw", ts, CFG["raw_sizes"],
                              {f"raw:{b}": f"raw TorchScript static {b}" for b in CFG["raw_sizes"]}))
     flag_unavail = None if P["BENCH_FLAG_PY"] else f"FlagEmbedding not installed: {P['BENCH_FLAG_ERROR']}"
@@ -609,6 +620,8 @@ def aggregate(results, fid, meta):
     ratio("rerankd default / Python default", default, py_default, 2.5, note=py_note)
     ratio("rerankd default / Infinity fastest", default, inf_best, 1.3,
           note=f"Infinity fastest = {inf_best['label'] if inf_best else '-'}")
+    ratio("rerankd HTTP /v1/rerank / rerankd gRPC Rerank", rows.get("rerankd-http"), default, 0.95,
+          note="the same server and workload, HTTP/1.1 keep-alive against gRPC")
     ratio("rerankd adaptive / best rerankd static", default, static_best, 0.9,
           note=f"best static = {static_best['label'] if static_best else '-'}")
     pe = (default or {}).get("padding_efficiency")
