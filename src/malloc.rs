@@ -15,8 +15,9 @@
 //! Fixing the threshold at 128 KiB stopped the growth (+1.0% in 7 minutes)
 //! but cost 15–35% of CPU throughput: every activation was then mapped,
 //! faulted in page by page and unmapped again. `malloc_trim(0)` instead
-//! releases the free pages inside the heaps too (`MADV_DONTNEED`), and once
-//! a second it costs what faulting back one second's worth of them costs.
+//! releases the free pages inside the heaps too (`MADV_DONTNEED`); once
+//! every 10 s it costs only faulting those pages back in, within noise in
+//! `scripts/bench/ab.sh` (every second cost 8–13%).
 
 use std::time::{Duration, Instant};
 

@@ -41,9 +41,10 @@ done
 source scripts/env.sh
 MODELS="$(bash scripts/setup-models.sh | tail -n 1)"
 if [[ $CI == 1 ]]; then
-  # 50%: two minutes are too short for malloc's arenas to settle: they grow in steps as more
-  # tokenizing threads run at once (+13% from 450 MiB in one 2-minute run on 2 busy cores; the
-  # full run judges 5% after a minute of warm-up). About 200 calls are measured, so a leak of
+  # 50%: two minutes are too short for RSS to settle: it swings with batch sizes between the
+  # model thread's 10-second malloc trims and grows in steps as more tokenizing threads run
+  # at once (+13% from 450 MiB in one 2-minute run on 2 busy cores; the full run judges 5%
+  # after a minute of warm-up). About 200 calls are measured, so a leak of
   # 1 MiB a call (a request's texts or encodings kept) still crosses it; smaller leaks are the
   # full run's to find.
   PROFILE=(--peak-secs 10 --warmup-secs 10 --max-rss-growth-pct 50)
