@@ -50,12 +50,14 @@ use crate::metrics::{Metrics, ScrapeStats};
 use crate::server::{Loaded, Parts};
 use crate::worker::thread::ModelThread;
 
-/// The health service names that follow the model: the whole server (""),
-/// the Reranker and the TEI services.
+/// The health service names that follow the model: the Reranker, the TEI
+/// services and, last, the whole server (""). The whole server changes last
+/// so that whoever sees it change (a watch on "") finds every service
+/// already changed.
 const RERANKER: &str = <RerankerServer<RerankService> as NamedService>::NAME;
 const TEI_RERANK: &str = <tei_pb::rerank_server::RerankServer<TeiService> as NamedService>::NAME;
 const TEI_INFO: &str = <tei_pb::info_server::InfoServer<TeiService> as NamedService>::NAME;
-const HEALTH_NAMES: [&str; 4] = ["", RERANKER, TEI_RERANK, TEI_INFO];
+const HEALTH_NAMES: [&str; 4] = [RERANKER, TEI_RERANK, TEI_INFO, ""];
 
 /// Streams the server may reset on one connection for the client's protocol
 /// errors before it closes the connection (ENHANCE_YOUR_CALM): hyper's

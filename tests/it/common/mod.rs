@@ -174,13 +174,15 @@ pub fn shared_addrs(model: &str, dtype: &str) -> Addrs {
         })
 }
 
-/// A `grpc.health.v1` Watch of `rerank.v1.Reranker` over `channel`.
+/// A `grpc.health.v1` Watch of the whole server ("") over `channel`: the
+/// server changes "" after every service, so once it reports a status, every
+/// service reports it too.
 pub async fn watch_health(
     channel: Channel,
 ) -> tonic::Streaming<tonic_health::pb::HealthCheckResponse> {
     tonic_health::pb::health_client::HealthClient::new(channel)
         .watch(tonic_health::pb::HealthCheckRequest {
-            service: "rerank.v1.Reranker".into(),
+            service: String::new(),
         })
         .await
         .unwrap()
