@@ -324,14 +324,16 @@ pub struct ServeArgs {
     )]
     pub max_connection_age_secs: u64,
 
-    /// Most open client connections; one more is closed as soon as it is
-    /// accepted (its client sees UNAVAILABLE), until one closes.
+    /// Most open client connections, the gRPC and HTTP ports' together;
+    /// one more is closed as soon as it is accepted (a gRPC client sees
+    /// UNAVAILABLE, an HTTP client a closed connection), until one closes.
     #[arg(long, env = "RERANKD_MAX_CONNECTIONS", default_value_t = ServerConfig::default().max_connections)]
     pub max_connections: usize,
 
-    /// Seconds a new connection has to send its first 24 bytes (the HTTP/2
-    /// preface, or the start of a TLS handshake) before it is closed, so
-    /// connections that never speak do not pile up (0: no limit).
+    /// Seconds a new connection, on the gRPC or the HTTP port, has to send
+    /// its first 24 bytes (the HTTP/2 preface, the start of a TLS handshake
+    /// or of an HTTP/1.1 request) before it is closed, so connections that
+    /// never speak do not pile up (0: no limit).
     #[arg(
         long,
         env = "RERANKD_HANDSHAKE_TIMEOUT_SECS",

@@ -1,8 +1,10 @@
-//! The accepted connections: at most `--max-connections` open at once (one
-//! more is closed as soon as it is accepted), and each must send its first
-//! bytes (the HTTP/2 preface, or a TLS ClientHello) within
+//! The accepted connections of the gRPC and HTTP ports: at most
+//! `--max-connections` open at once across both (one more is closed as soon
+//! as it is accepted), and each must send its first bytes (the HTTP/2
+//! preface, a TLS ClientHello, or an HTTP/1.1 request line) within
 //! `--handshake-timeout-secs`, so connections that never speak, or speak a
-//! byte at a time, cannot pile up.
+//! byte at a time, cannot pile up. tonic takes an `Incoming` as a stream,
+//! axum as a `Listener`.
 //!
 //! Owns: accepting, the open-connection count, the handshake timer.
 //! Must never: read or change a byte of what passes (it only counts the
@@ -22,7 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// The HTTP/2 client preface is 24 bytes; a TLS ClientHello is longer.
+/// The HTTP/2 client preface is 24 bytes; a TLS ClientHello and an
+/// HTTP/1.1 request's line and Host header are longer.
 const HANDSHAKE_BYTES: usize = 24;
 
 /// The limits a listener applies.
@@ -32,21 +35,38 @@ pub struct Limits {
     pub handshake_timeout: Option<Duration>,
 }
 
-/// Accepted connections, as tonic's `serve_with_incoming` takes them.
-pub struct Incoming {
-    listener: TcpListener,
+/// The limits and the one open-connection count that a server's ports
+/// share.
+#[derive(Debug, Clone)]
+pub struct Connections {
     limits: Limits,
     open: Arc<AtomicUsize>,
 }
 
-impl Incoming {
-    pub fn new(listener: TcpListener, limits: Limits) -> Self {
-        Incoming {
-            listener,
+impl Connections {
+    pub fn new(limits: Limits) -> Self {
+        Connections {
             limits,
             open: Arc::new(AtomicUsize::new(0)),
         }
     }
+
+    /// The connections `listener` accepts, counted with every other port's.
+    pub fn incoming(&self, listener: TcpListener) -> Incoming {
+        Incoming {
+            listener,
+            limits: self.limits,
+            open: Arc::clone(&self.open),
+        }
+    }
+}
+
+/// Accepted connections, as tonic's `serve_with_incoming` and
+/// `axum::serve` take them.
+pub struct Incoming {
+    listener: TcpListener,
+    limits: Limits,
+    open: Arc<AtomicUsize>,
 }
 
 impl Stream for Incoming {
@@ -64,13 +84,51 @@ impl Stream for Incoming {
             match Slot::take(&this.open, this.limits.max_connections) {
                 Some(slot) => {
                     let _ = stream.set_nodelay(true);
-                    let guarded = Guarded::new(stream, slot, this.limits.handshake_timeout);
+                    let guarded = Guarded::new(stream, peer, slot, this.limits.handshake_timeout);
                     return Poll::Ready(Some(Ok(guarded)));
                 }
                 None => refuse(stream, peer, this.limits.max_connections),
             }
         }
     }
+}
+
+impl axum::serve::Listener for Incoming {
+    type Io = Guarded;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Guarded, SocketAddr) {
+        loop {
+            match std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await {
+                Some(Ok(guarded)) => {
+                    let peer = guarded.peer;
+                    return (guarded, peer);
+                }
+                Some(Err(error)) => accept_failed(error).await,
+                // The accept loop never ends the stream.
+                None => continue,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// As axum's own listener does: a connection's own failure is skipped; any
+/// other (a full file table) is logged and the next accept waits a second,
+/// rather than spinning.
+async fn accept_failed(error: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "accepting an HTTP connection failed; the next try is in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Closes a connection over the limit at once: its client sees the
@@ -107,6 +165,7 @@ impl Drop for Slot {
 /// A connection that holds its slot and times its handshake.
 pub struct Guarded {
     stream: TcpStream,
+    peer: SocketAddr,
     _slot: Slot,
     /// Bytes read so far, counted up to `HANDSHAKE_BYTES`.
     read: usize,
@@ -114,9 +173,15 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    fn new(stream: TcpStream, slot: Slot, handshake_timeout: Option<Duration>) -> Self {
+    fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: Slot,
+        handshake_timeout: Option<Duration>,
+    ) -> Self {
         Guarded {
             stream,
+            peer,
             _slot: slot,
             read: 0,
             handshake: handshake_timeout.map(|t| Box::pin(tokio::time::sleep(t))),

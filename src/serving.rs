@@ -4,7 +4,7 @@
 //! (TLS or mutual TLS,
 //! HTTP/2 keepalive, concurrent streams, connection age, the reset limits
 //! that guard against rapid reset, the connection limit and handshake
-//! timeout of `listener`, the Reranker's message budget and read timeout of
+//! timeout of `listener`, shared with the HTTP port, the Reranker's message budget and read timeout of
 //! `grpc::receive`), the Prometheus endpoint, the HTTP API (`http`, on its
 //! own port: its health follows gRPC's), and the server's life.
 //!
@@ -45,7 +45,7 @@ use crate::grpc::service::{Ready, RerankService};
 use crate::grpc::tei::{self, TeiService};
 use crate::grpc::{deadline, pb, tei_pb};
 use crate::http::router::HttpState;
-use crate::listener::{Incoming, Limits};
+use crate::listener::{Connections, Limits};
 use crate::metrics::{Metrics, ScrapeStats};
 use crate::server::{Loaded, Parts};
 use crate::worker::thread::ModelThread;
@@ -189,20 +189,18 @@ where
         Model::Loading(load) => Err(load),
     };
     let (stop_accepting, stopped_accepting) = oneshot::channel::<()>();
+    let connections = Connections::new(Limits {
+        max_connections: config.max_connections,
+        handshake_timeout: config.handshake_timeout,
+    });
     let mut grpc = tokio::spawn(router.serve_with_incoming_shutdown(
-        Incoming::new(
-            listener,
-            Limits {
-                max_connections: config.max_connections,
-                handshake_timeout: config.handshake_timeout,
-            },
-        ),
+        connections.incoming(listener),
         async {
             let _ = stopped_accepting.await;
         },
     ));
     let metrics_task = MetricsTask::start(metrics_listener, &metrics)?;
-    let mut http = HttpTask::start(http_listener, http_app)?;
+    let mut http = HttpTask::start(http_listener, http_app, &connections)?;
 
     tokio::pin!(shutdown);
     let (model_threads, live_workers, shutdown_seen) = match model {
@@ -589,7 +587,11 @@ struct HttpTask {
 }
 
 impl HttpTask {
-    fn start(listener: Option<TcpListener>, app: axum::Router) -> Result<Self, Error> {
+    fn start(
+        listener: Option<TcpListener>,
+        app: axum::Router,
+        connections: &Connections,
+    ) -> Result<Self, Error> {
         let Some(listener) = listener else {
             return Ok(HttpTask {
                 task: None,
@@ -599,7 +601,8 @@ impl HttpTask {
         let addr = local_addr(&listener)?;
         tracing::info!(%addr, "serving the HTTP API (/v1/rerank, /v2/rerank, /rerank, /health, /info, /metrics)");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::http::server::serve(listener, app, stopped));
+        let incoming = connections.incoming(listener);
+        let task = tokio::spawn(crate::http::server::serve(incoming, app, stopped));
         Ok(HttpTask {
             task: Some(task),
             stop: Some(stop),

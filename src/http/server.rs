@@ -9,7 +9,6 @@
 
 use axum::http::{header, HeaderValue, Method};
 use axum::Router;
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -17,6 +16,7 @@ use super::router::{router, HttpState};
 use crate::auth::ApiKeys;
 use crate::config::HttpConfig;
 use crate::error::Error;
+use crate::listener::Incoming;
 
 /// The routes with CORS around them when `--cors-allow-origin` is set.
 pub fn app(state: HttpState, config: &HttpConfig, keys: &ApiKeys) -> Result<Router, Error> {
@@ -59,11 +59,12 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, Error> {
     ))
 }
 
-/// Serves `app` on `listener` (HTTP/1.1, keep-alive) until `stop`; then
-/// accepts no more connections, lets each answer the request it is on, and
-/// returns once they have closed.
+/// Serves `app` on `listener` (HTTP/1.1, keep-alive; its connections
+/// limited and timed as the gRPC port's) until `stop`; then accepts no more
+/// connections, lets each answer the request it is on, and returns once
+/// they have closed.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Incoming,
     app: Router,
     stop: oneshot::Receiver<()>,
 ) -> Result<(), Error> {

@@ -2,7 +2,8 @@
 //! 127.0.0.1:0: the in-flight byte budget (a message is charged at its
 //! length prefix, before it is buffered; past the budget RESOURCE_EXHAUSTED
 //! with retry-after, while small requests still pass), the message read
-//! timeout, the handshake timeout and the connection limit.
+//! timeout, the handshake timeout and the connection limit (the gRPC and
+//! HTTP ports' together).
 //!
 //! A message held half-sent is written with the h2 crate (`common::bare`),
 //! since a gRPC client always sends its messages whole.
@@ -16,7 +17,10 @@ use rerankd::grpc::pb::reranker_client::RerankerClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
-use crate::common::{bare, client, model_config, model_dir, request, start_server_serving};
+use crate::common::web::Conn;
+use crate::common::{
+    bare, client, model_config, model_dir, request, start_server_serving, start_servers,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -270,4 +274,80 @@ async fn one_connection_over_the_limit_is_closed_until_one_closes() {
         .rerank(request("q", &["d"]))
         .await
         .expect("a connection within the limit stopped being served");
+}
+
+/// The HTTP port is under the same limits as the gRPC port: a silent
+/// connection to it is closed by the handshake timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_http_connections_are_closed() {
+    let addrs = start_servers(
+        model_config(model_dir("tiny-bert"), "fp32"),
+        InferConfig::default(),
+        ServerConfig {
+            handshake_timeout: Some(Duration::from_secs(1)),
+            ..ServerConfig::default()
+        },
+        |scorer| scorer,
+    )
+    .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(addrs.http).await.unwrap();
+    closed_by_server(&mut silent).await;
+    assert_eq!(rerank_over(&mut Conn::open(addrs.http).await).await, 200);
+}
+
+/// A one-document Cohere v1 rerank on `conn`; its status.
+async fn rerank_over(conn: &mut Conn) -> u16 {
+    let body = r#"{"query": "q", "documents": ["d"]}"#;
+    conn.request("POST", "/v1/rerank", Some(body), &[])
+        .await
+        .status
+}
+
+/// --max-connections counts the gRPC and HTTP ports' connections together:
+/// with one gRPC and two HTTP connections open of 3, one more HTTP
+/// connection is closed at once; when one closes, a new one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_grpc_connections_count_against_one_limit() {
+    let addrs = start_servers(
+        model_config(model_dir("tiny-bert"), "fp32"),
+        InferConfig::default(),
+        ServerConfig {
+            max_connections: 3,
+            ..ServerConfig::default()
+        },
+        |scorer| scorer,
+    )
+    .unwrap();
+    let mut grpc = client(addrs.grpc).await;
+    grpc.rerank(request("q", &["d"])).await.unwrap();
+    let mut kept = Conn::open(addrs.http).await;
+    assert_eq!(rerank_over(&mut kept).await, 200);
+    let mut second = Conn::open(addrs.http).await;
+    assert_eq!(rerank_over(&mut second).await, 200);
+    let mut over = tokio::net::TcpStream::connect(addrs.http).await.unwrap();
+    closed_by_server(&mut over).await;
+    drop(second);
+    // The server sees the close on its own time: each new connection is
+    // refused until it has.
+    tokio::time::timeout(FAILURE_BOUND, async {
+        loop {
+            let mut tcp = tokio::net::TcpStream::connect(addrs.http).await.unwrap();
+            let sent = tcp
+                .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut answer = Vec::new();
+            if sent.is_ok()
+                && tcp.read_to_end(&mut answer).await.is_ok()
+                && answer.starts_with(b"HTTP/1.1 200")
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("no HTTP connection was served after one of the limit closed");
+    assert_eq!(rerank_over(&mut kept).await, 200);
+    grpc.rerank(request("q", &["d"]))
+        .await
+        .expect("the gRPC connection within the limit stopped being served");
 }
