@@ -1,12 +1,14 @@
 // Drives Debian's Chromium, headless, through the status page of a live rerankd: loads it, waits for
-// its first refresh from /status.json, reads what it shows, fills and submits the rerank form, reads
-// the ranked results, and saves a screenshot. Prints one JSON report on stdout for the Rust test
+// its first refresh from /status.json, reads what it shows, fills and submits the rerank form
+// (without, then with the API key), reads the ranked results, and saves a screenshot. Prints one JSON report on stdout for the Rust test
 // (tests/it/status_page.rs) to assert on; exits non-zero when the browser or the page fails.
 //
 // It speaks the DevTools protocol over Chromium's --remote-debugging-pipe (file descriptors 3 and
 // 4): no npm package, no port, nothing to install but the browser.
 //
-// Usage: node tests/browser/status_page.mjs BASE_URL SCREENSHOT.png '{"query": ..., "documents": [...]}'
+// Usage: node tests/browser/status_page.mjs BASE_URL SCREENSHOT.png \
+//   '{"query": ..., "documents": [...], "api_key": ...}'
+// The form is submitted twice: without the key (its refusal is reported as withoutKey), then with it.
 // Owns: the browser's life and what is read off the page. Must never: assert (the Rust test does),
 // or reach anything but BASE_URL.
 import { spawn } from "node:child_process";
@@ -153,12 +155,20 @@ try {
   // The JSON as a client other than the page reads it, right after: nothing else runs meanwhile.
   const json = await (await fetch(new URL("status.json", baseUrl), { cache: "no-store" })).json();
 
+  // Without the key first: the page shows the server's refusal. Then with it. A click runs the
+  // form's handler at once up to its fetch, which clears the results and the "bad" mark first.
+  const answered = `document.querySelectorAll("#results li").length === ${input.documents.length}
+    || document.getElementById("rerank-state").classList.contains("bad")`;
   await run(`
     document.getElementById("query").value = args[0];
     document.getElementById("documents").value = args[1].join("\\n");
     document.querySelector("#rerank button[type=submit]").click();`, input.query, input.documents);
-  await waitFor(`document.querySelectorAll("#results li").length === ${input.documents.length}
-    || document.getElementById("rerank-state").classList.contains("bad")`, "the ranked results");
+  await waitFor(answered, "the answer without a key");
+  const withoutKey = await run(`return document.getElementById("rerank-state").textContent;`);
+  await run(`
+    document.getElementById("api-key").value = args[0];
+    document.querySelector("#rerank button[type=submit]").click();`, input.api_key);
+  await waitFor(answered, "the ranked results");
   const ranked = await run(`
     return {
       state: document.getElementById("rerank-state").textContent,
@@ -173,7 +183,7 @@ try {
   const { data } = await page("Page.captureScreenshot", { format: "png" });
   writeFileSync(screenshotPath, Buffer.from(data, "base64"));
   clearTimeout(deadline);
-  process.stdout.write(JSON.stringify({ shown, json, ranked, problems }) + "\n");
+  process.stdout.write(JSON.stringify({ shown, json, withoutKey, ranked, problems }) + "\n");
   await finish(0);
 } catch (error) {
   fail(error.stack || String(error));

@@ -1,7 +1,9 @@
 //! The status page (`GET /` on the HTTP port) in a real headless Chromium,
 //! against a live server: the page shows what `/status.json` says (model,
 //! device, a worker's token budget), and its form ranks documents in the
-//! order gRPC `Rerank` does, inserting their text as text.
+//! order gRPC `Rerank` does, inserting their text as text; on a server that
+//! requires an API key, the form shows the refusal without one and ranks
+//! with the key typed into its field.
 //!
 //! The browser is Debian's (scripts/ci/install-chromium.sh installs it when
 //! it is missing), driven by tests/browser/status_page.mjs, which prints
@@ -13,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
+use rerankd::auth::KeySource;
 use rerankd::config::{InferConfig, ServerConfig};
 use serde_json::Value;
 
@@ -26,6 +29,8 @@ fn install_chromium(root: &Path) {
     assert!(status.success(), "installing Chromium failed: {status}");
 }
 
+const KEY: &str = "status-page-key-5d1e";
+
 /// GRPC `Rerank`'s order of the documents' indices.
 fn grpc_order(addr: SocketAddr, query: &str, documents: &[&str]) -> Vec<u32> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -34,11 +39,11 @@ fn grpc_order(addr: SocketAddr, query: &str, documents: &[&str]) -> Vec<u32> {
         .unwrap();
     runtime.block_on(async {
         let mut client = common::client(addr).await;
-        let response = client
-            .rerank(common::request(query, documents))
-            .await
-            .unwrap()
-            .into_inner();
+        let mut request = tonic::Request::new(common::request(query, documents));
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {KEY}").parse().unwrap());
+        let response = client.rerank(request).await.unwrap().into_inner();
         response.results.iter().map(|r| r.index).collect()
     })
 }
@@ -52,7 +57,10 @@ fn the_status_page_shows_the_live_server_and_ranks_from_its_form() {
     let addrs = common::start_servers(
         common::model_config(common::model_dir("tiny-bert"), "f32"),
         InferConfig::default(),
-        ServerConfig::default(),
+        ServerConfig {
+            api_keys: KeySource::keys([KEY]).unwrap(),
+            ..ServerConfig::default()
+        },
         |scorer| scorer,
     )
     .unwrap();
@@ -66,7 +74,7 @@ fn the_status_page_shows_the_live_server_and_ranks_from_its_form() {
     ];
     let temp = tempfile::tempdir().unwrap();
     let screenshot = temp.path().join("status.png");
-    let input = serde_json::json!({ "query": query, "documents": documents });
+    let input = serde_json::json!({ "query": query, "documents": documents, "api_key": KEY });
     let output = Command::new("node")
         .arg(root.join("tests/browser/status_page.mjs"))
         .arg(format!("http://{http}/"))
@@ -89,8 +97,23 @@ fn the_status_page_shows_the_live_server_and_ranks_from_its_form() {
     let (shown, json, ranked) = (&report["shown"], &report["json"], &report["ranked"]);
 
     // No script error, and nothing refused by the page's policy (an
-    // external asset would be).
-    assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
+    // external asset would be): the one error logged is the network's for
+    // the form's call without a key.
+    let problems = report["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().all(|problem| {
+            let problem = problem.as_str().unwrap();
+            problem.starts_with("network:") && problem.contains("401")
+        }),
+        "{report:#}"
+    );
+
+    // Without the key, the page shows the server's message, never the key.
+    let refused = report["withoutKey"].as_str().unwrap();
+    assert!(
+        refused.contains("requires an API key") && !refused.contains(KEY),
+        "{report:#}"
+    );
 
     // What the page shows is what the JSON says.
     // The exporter's name for the test model: "tiny-bert (random-init ...)".
