@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1.7
 #
 # rerankd: a multi-stage image that serves the default model (all-MiniLM-L6-v2
-# in pair mode) on gRPC :50051 and Prometheus metrics on :9400.
+# in pair mode) on gRPC :50051, the HTTP API (Cohere, Jina, TEI shapes and the
+# status page) on :8080 and Prometheus metrics on :9400.
 #
 #   docker build -t rerankd:0.1.0 .
-#   docker run --rm -p 50051:50051 -p 9400:9400 rerankd:0.1.0
+#   docker run --rm -p 50051:50051 -p 8080:8080 -p 9400:9400 rerankd:0.1.0
 #   docker run --rm --gpus all -p 50051:50051 rerankd:0.1.0 --devices cuda:0
 #   docker run --rm -v "$PWD/models/bge:/models/bge:ro" -e RERANKD_MODEL=/models/bge rerankd:0.1.0
 #
@@ -126,6 +127,7 @@ RUN if ldd /usr/local/bin/rerankd | grep 'not found'; then exit 1; fi \
 # (docker-compose.yml: stop_grace_period 45s; k8s: terminationGracePeriodSeconds 45).
 ENV RERANKD_MODEL=/opt/rerankd/models/minilm-pair \
     RERANKD_ADDR=0.0.0.0:50051 \
+    RERANKD_HTTP_ADDR=0.0.0.0:8080 \
     RERANKD_METRICS_ADDR=0.0.0.0:9400 \
     RERANKD_DEVICES=cpu \
     RERANKD_DTYPE=auto \
@@ -137,9 +139,11 @@ ENV RERANKD_MODEL=/opt/rerankd/models/minilm-pair \
 USER 10001:10001
 WORKDIR /home/rerankd
 
-# 50051: gRPC (rerank.v1.Reranker, grpc.health.v1, reflection), plaintext
-# HTTP/2 unless RERANKD_TLS_CERT/RERANKD_TLS_KEY are set. 9400: GET /metrics.
-EXPOSE 50051 9400
+# 50051: gRPC (rerank.v1.Reranker, tei.v1, grpc.health.v1, reflection),
+# plaintext HTTP/2 unless RERANKD_TLS_CERT/RERANKD_TLS_KEY are set.
+# 8080: the HTTP API (POST /v1/rerank, /v2/rerank, /rerank; GET /health, /info,
+# /metrics, / the status page), plaintext HTTP/1.1. 9400: GET /metrics.
+EXPOSE 50051 8080 9400
 
 # No HEALTHCHECK: a useful one speaks grpc.health.v1 (the port is bound, and
 # answers NOT_SERVING, while the model loads), and no such client is in the

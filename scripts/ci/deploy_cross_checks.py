@@ -3,7 +3,8 @@
 
     deploy_cross_checks.py ROOT COMPOSE_DEFAULT.json COMPOSE_GPU.json ENVOY_VERSION
 
-The ports (50051 gRPC, 9400 metrics, 8080 Envoy, 9901 Envoy admin) and the health service name agree
+The ports (50051 gRPC, 8080 the HTTP API in the image and pods, 9400 metrics, 8080 Envoy on the
+compose host, 9901 Envoy admin) and the health service name agree
 across the Dockerfile, docker-compose.yml, Envoy, Prometheus and Kubernetes; Envoy's upstreams are
 exactly the compose replicas; GPU replicas reserve an NVIDIA GPU and serve on CUDA; probes;
 stop_grace_period and terminationGracePeriodSeconds cover preStop + drain delay + grace period; the
@@ -23,6 +24,7 @@ import yaml
 
 root, default_json, gpu_json, envoy_version = sys.argv[1:5]
 GRPC_PORT, METRICS_PORT, ENVOY_PORT, ENVOY_ADMIN_PORT = 50051, 9400, 8080, 9901
+HTTP_PORT = 8080
 HEALTH_SERVICE = "rerank.v1.Reranker"
 CPU_REPLICAS = {"rerankd-1", "rerankd-2"}
 GPU_REPLICAS = {"rerankd-gpu-1", "rerankd-gpu-2"}
@@ -114,7 +116,10 @@ for w, r in final["instrs"]:
         for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', r):
             env[k] = v.strip('"')
 exposed = {int(p.split("/")[0]) for w, r in final["instrs"] if w == "EXPOSE" for p in r.split()}
-check({GRPC_PORT, METRICS_PORT} <= exposed, f"Dockerfile: EXPOSE {sorted(exposed)} lacks {GRPC_PORT} or {METRICS_PORT}")
+check({GRPC_PORT, HTTP_PORT, METRICS_PORT} <= exposed,
+      f"Dockerfile: EXPOSE {sorted(exposed)} lacks {GRPC_PORT}, {HTTP_PORT} or {METRICS_PORT}")
+check(port_of(env.get("RERANKD_HTTP_ADDR")) == HTTP_PORT,
+      f"Dockerfile: RERANKD_HTTP_ADDR={env.get('RERANKD_HTTP_ADDR')} is not port {HTTP_PORT}")
 check(port_of(env.get("RERANKD_ADDR")) == GRPC_PORT,
       f"Dockerfile: RERANKD_ADDR={env.get('RERANKD_ADDR')} is not port {GRPC_PORT}")
 check(port_of(env.get("RERANKD_METRICS_ADDR")) == METRICS_PORT,
@@ -302,11 +307,14 @@ if check(len(deps) == 1, f"k8s: {len(deps)} Deployments, want 1"):
     check(ports.get("grpc") == GRPC_PORT, f"k8s: container port grpc = {ports.get('grpc')}, want {GRPC_PORT}")
     check(ports.get("metrics") == METRICS_PORT,
           f"k8s: container port metrics = {ports.get('metrics')}, want {METRICS_PORT}")
+    check(ports.get("http") == HTTP_PORT, f"k8s: container port http = {ports.get('http')}, want {HTTP_PORT}")
     kenv = {e["name"]: e.get("value") for e in ctr.get("env", [])}
     check(port_of(kenv.get("RERANKD_ADDR", env.get("RERANKD_ADDR"))) == GRPC_PORT,
           "k8s: RERANKD_ADDR is not port 50051")
     check(port_of(kenv.get("RERANKD_METRICS_ADDR", env.get("RERANKD_METRICS_ADDR"))) == METRICS_PORT,
           "k8s: RERANKD_METRICS_ADDR is not port 9400")
+    check(port_of(kenv.get("RERANKD_HTTP_ADDR", env.get("RERANKD_HTTP_ADDR"))) == HTTP_PORT,
+          f"k8s: RERANKD_HTTP_ADDR is not port {HTTP_PORT}")
     model = kenv.get("RERANKD_MODEL")
     mounted = [m["mountPath"] for m in ctr.get("volumeMounts", [])]
     if model and IMAGE_MODEL and not any(model.startswith(mp.rstrip("/") + "/") for mp in mounted):
@@ -363,6 +371,9 @@ if check(len(deps) == 1, f"k8s: {len(deps)} Deployments, want 1"):
         for p in gp:
             check(p.get("name", "").startswith("grpc") or p.get("appProtocol") in ("grpc", "kubernetes.io/h2c"),
                   f"k8s: Service {n} port {p.get('port')} is not named grpc (meshes would treat it as TCP)")
+    check(any(p.get("targetPort") == "http" and p.get("port") == HTTP_PORT
+              for p in (normal[0].get("spec") or {}).get("ports", [])) if normal else True,
+          f"k8s: the ClusterIP Service does not publish the HTTP API (port {HTTP_PORT}, targetPort http)")
 
 if problems:
     print("\n".join("- " + p for p in problems))
