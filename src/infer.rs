@@ -601,9 +601,36 @@ pub(crate) fn rank(raw: &[f32], top_n: usize, activation: Option<Activation>) ->
     ranked
 }
 
+/// Runs a request's work until its deadline (gRPC's `grpc-timeout`, or the
+/// HTTP API's request timeout). When the deadline passes first the work is
+/// dropped, which closes its reply channel: the batcher then drops whatever
+/// of it is still queued, and the caller gets `Error::DeadlineExceeded`.
+pub async fn within<T>(
+    deadline: Option<Instant>,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match deadline {
+        None => work.await,
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
+            .await
+            .unwrap_or(Err(Error::DeadlineExceeded)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn work_past_its_deadline_is_dropped_with_deadline_exceeded() {
+        let deadline = Some(Instant::now() + Duration::from_millis(10));
+        let never = std::future::pending::<Result<(), Error>>();
+        assert!(matches!(
+            within(deadline, never).await,
+            Err(Error::DeadlineExceeded)
+        ));
+        assert_eq!(within(deadline, async { Ok(7) }).await.unwrap(), 7);
+    }
 
     #[test]
     fn ranking_orders_cuts_and_normalises() {

@@ -1,17 +1,15 @@
-//! Client deadlines: reading `grpc-timeout` when a call arrives, and ending a
-//! unary call with DEADLINE_EXCEEDED when its deadline passes.
+//! Client deadlines: reading `grpc-timeout` when a call arrives and stamping
+//! the deadline on the request (a unary call then ends with
+//! DEADLINE_EXCEEDED through `infer::within` when it passes).
 //!
-//! Owns: the deadline interceptor, the header's parsing and `within`.
+//! Owns: the deadline interceptor and the header's parsing.
 //! Must never: answer a call itself (it only stamps the deadline on the
 //! request; the handler answers), or let a deadline outlive the client's:
 //! rerankd's fires `MARGIN` before tonic's own timer.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tonic::{Request, Status};
-
-use crate::error::Error;
 
 /// How much earlier than the client's deadline a call gives up. tonic's
 /// transport runs its own timer on `grpc-timeout` from the moment the
@@ -60,21 +58,6 @@ pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
     })
 }
 
-/// Runs a unary call's work until its deadline. When the deadline passes
-/// first the work is dropped, which closes its reply channel: the batcher
-/// then drops whatever of it is still queued.
-pub async fn within<T>(
-    deadline: Option<Instant>,
-    work: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    match deadline {
-        None => work.await,
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
-            .await
-            .unwrap_or(Err(Error::DeadlineExceeded)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,16 +91,5 @@ mod tests {
         assert!(stamped >= before + Duration::from_secs(2) - MARGIN);
         assert!(stamped <= after + Duration::from_secs(2) - MARGIN);
         assert!(of(&stamp(Request::new(())).unwrap()).is_none());
-    }
-
-    #[tokio::test]
-    async fn work_past_its_deadline_is_dropped_with_deadline_exceeded() {
-        let deadline = Some(Instant::now() + Duration::from_millis(10));
-        let never = std::future::pending::<Result<(), Error>>();
-        assert!(matches!(
-            within(deadline, never).await,
-            Err(Error::DeadlineExceeded)
-        ));
-        assert_eq!(within(deadline, async { Ok(7) }).await.unwrap(), 7);
     }
 }

@@ -17,7 +17,6 @@ use tonic::Status;
 use tracing::Instrument;
 
 use super::convert::to_response;
-use super::deadline;
 use super::pb;
 use super::pb::rerank_progress::Update;
 use super::trace::RequestTrace;
@@ -45,7 +44,7 @@ pub fn serve(
         // As a unary call: the work ends at its deadline, not at the next
         // batch cut that finds its pairs expired.
         let deadline = query.deadline;
-        let rerank = deadline::within(deadline, infer.rerank_with_progress(query, progress));
+        let rerank = crate::infer::within(deadline, infer.rerank_with_progress(query, progress));
         tokio::pin!(rerank);
         let mut scored = 0u32;
         let partial = |batch: Vec<(usize, f32)>, scored: &mut u32| {

@@ -84,7 +84,7 @@ impl Reranker for RerankService {
             let infer = self.infer()?;
             let reranked = infer.rerank(to_query(request, deadline)?);
             Ok((
-                deadline::within(deadline, reranked).await?,
+                crate::infer::within(deadline, reranked).await?,
                 infer.info().name.clone(),
             ))
         }
@@ -155,7 +155,7 @@ impl Reranker for RerankService {
         let outcome = async {
             let infer = self.infer()?;
             let query = to_pairs_query(request, deadline)?;
-            let scored = deadline::within(deadline, infer.score_pairs(query)).await?;
+            let scored = crate::infer::within(deadline, infer.score_pairs(query)).await?;
             Ok((scored, infer.info().name.clone()))
         }
         .instrument(trace.span.clone())

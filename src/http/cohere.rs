@@ -86,6 +86,27 @@ fn top_n(top_n: Option<usize>) -> Result<usize, Error> {
     }
 }
 
+/// The query v1 and v2 make alike: Cohere's scores are normalised, so
+/// `raw_scores` is off.
+fn query(
+    query: String,
+    documents: Vec<Document>,
+    top_n_field: Option<usize>,
+    return_documents: Option<bool>,
+    long: LongDocuments,
+    deadline: Option<Instant>,
+) -> Result<RerankQuery, Error> {
+    Ok(RerankQuery {
+        query,
+        documents: documents.into_iter().map(Document::into_text).collect(),
+        top_n: top_n(top_n_field)?,
+        return_documents: return_documents.unwrap_or(false),
+        raw_scores: false,
+        long,
+        deadline,
+    })
+}
+
 impl V1Request {
     pub fn model(&self) -> Option<&str> {
         self.model.as_deref()
@@ -115,22 +136,18 @@ impl V1Request {
             }),
             None => None,
         };
-        Ok(RerankQuery {
-            query: self.query,
-            documents: self
-                .documents
-                .into_iter()
-                .map(Document::into_text)
-                .collect(),
-            top_n: top_n(self.top_n)?,
-            return_documents: self.return_documents.unwrap_or(false),
-            raw_scores: false,
-            long: LongDocuments {
-                chunking,
-                ..LongDocuments::default()
-            },
+        let long = LongDocuments {
+            chunking,
+            ..LongDocuments::default()
+        };
+        query(
+            self.query,
+            self.documents,
+            self.top_n,
+            self.return_documents,
+            long,
             deadline,
-        })
+        )
     }
 }
 
@@ -147,22 +164,18 @@ impl V2Request {
                     .into(),
             ));
         }
-        Ok(RerankQuery {
-            query: self.query,
-            documents: self
-                .documents
-                .into_iter()
-                .map(Document::into_text)
-                .collect(),
-            top_n: top_n(self.top_n)?,
-            return_documents: self.return_documents.unwrap_or(false),
-            raw_scores: false,
-            long: LongDocuments {
-                max_document_tokens: self.max_tokens_per_doc,
-                ..LongDocuments::default()
-            },
+        let long = LongDocuments {
+            max_document_tokens: self.max_tokens_per_doc,
+            ..LongDocuments::default()
+        };
+        query(
+            self.query,
+            self.documents,
+            self.top_n,
+            self.return_documents,
+            long,
             deadline,
-        })
+        )
     }
 }
 

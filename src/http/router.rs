@@ -10,7 +10,6 @@
 //! to a status (`error.rs` does), parse JSON itself (`body.rs` does), or
 //! know one API's field names (`cohere.rs`, `tei.rs`).
 
-use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -33,7 +32,7 @@ use super::{info, ROUTES};
 use crate::auth::ApiKeys;
 use crate::config::HttpConfig;
 use crate::error::Error;
-use crate::infer::{Infer, RerankQuery, Reranked};
+use crate::infer::{within, Infer, RerankQuery, Reranked};
 use crate::metrics::Metrics;
 
 /// What every handler shares. Cheap to clone.
@@ -220,20 +219,6 @@ where
         response.headers_mut().insert("x-request-id", id);
     }
     response
-}
-
-/// Runs a request's work until its deadline: past it, 504, and the work is
-/// dropped (its queued pairs with it).
-async fn within<T>(
-    deadline: Option<Instant>,
-    work: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    match deadline {
-        None => work.await,
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
-            .await
-            .unwrap_or(Err(Error::DeadlineExceeded)),
-    }
 }
 
 #[derive(Serialize)]

@@ -76,7 +76,7 @@ impl Rerank for TeiService {
         let outcome = async {
             let infer = self.infer()?;
             let (query, chars) = to_query(request.into_inner(), deadline).map_err(tei_status)?;
-            let reranked = deadline::within(deadline, infer.rerank(query))
+            let reranked = crate::infer::within(deadline, infer.rerank(query))
                 .await
                 .map_err(tei_status)?;
             Ok((reranked, chars))
@@ -100,12 +100,12 @@ impl Rerank for TeiService {
         let outcome = async {
             let infer = self.infer()?;
             // The client's deadline covers its sending too.
-            let read = deadline::within(deadline, async {
+            let read = crate::infer::within(deadline, async {
                 Ok(stream::read(&mut inbound, infer, &mut draining).await)
             })
             .await
             .map_err(tei_status)??;
-            deadline::within(deadline, stream::rank_read(read, infer, deadline, started))
+            crate::infer::within(deadline, stream::rank_read(read, infer, deadline, started))
                 .await
                 .map_err(tei_status)
         }
