@@ -32,25 +32,8 @@ fi
 cd "$(dirname "$0")/../.."
 
 DIR=scripts/ci/auth-clients
-CACHE_DIR="${RERANKD_CACHE:-$HOME/.cache/rerankd}"
-VENV="$CACHE_DIR/auth-clients-py-$(sha256sum "$DIR/requirements.txt" | cut -c1-16)"
-if [[ -f "$VENV/.complete" ]]; then
-  echo "test-auth-clients: python venv ready at $VENV (skipping install)" >&2
-else
-  echo "test-auth-clients: creating python venv $VENV" >&2
-  rm -rf "$VENV"
-  mkdir -p "$CACHE_DIR"
-  if python3 -c 'import ensurepip' 2>/dev/null; then
-    python3 -m venv "$VENV"
-    PIP=("$VENV/bin/python" -m pip)
-  else
-    # Debian's python3 without python3-venv has no ensurepip (as in test-clients.sh).
-    python3 -m venv --without-pip "$VENV"
-    PIP=(python3 -m pip --python "$VENV/bin/python")
-  fi
-  "${PIP[@]}" install --quiet --disable-pip-version-check -r "$DIR/requirements.txt"
-  touch "$VENV/.complete"
-fi
+source scripts/ci/client-venv.sh
+client_venv test-auth-clients auth-clients-py "$DIR/requirements.txt"
 
 STUBS="$(mktemp -d)"
 trap 'rm -rf "$STUBS"' EXIT

@@ -44,26 +44,8 @@ hash_of() {
 
 # --- Python: a venv keyed by requirements.txt -------------------------------
 PY_DIR=examples/python
-CACHE_DIR="${RERANKD_CACHE:-$HOME/.cache/rerankd}"
-VENV="$CACHE_DIR/clients-py-$(hash_of "$PY_DIR/requirements.txt")"
-if [[ -f "$VENV/.complete" ]]; then
-  echo "test-clients: python venv ready at $VENV (skipping install)" >&2
-else
-  echo "test-clients: creating python venv $VENV" >&2
-  rm -rf "$VENV"
-  mkdir -p "$CACHE_DIR"
-  if python3 -c 'import ensurepip' 2>/dev/null; then
-    run python3 -m venv "$VENV"
-    PIP=("$VENV/bin/python" -m pip)
-  else
-    # Debian's python3 without python3-venv has no ensurepip: make the venv
-    # without pip and install into it with the system pip (pip >= 22.3).
-    run python3 -m venv --without-pip "$VENV"
-    PIP=(python3 -m pip --python "$VENV/bin/python")
-  fi
-  run "${PIP[@]}" install --quiet --disable-pip-version-check -r "$PY_DIR/requirements.txt"
-  touch "$VENV/.complete"
-fi
+source scripts/ci/client-venv.sh
+client_venv test-clients clients-py "$PY_DIR/requirements.txt"
 
 echo "test-clients: generating python stubs in $PY_DIR/generated" >&2
 rm -rf "$PY_DIR/generated"

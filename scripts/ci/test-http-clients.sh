@@ -42,26 +42,8 @@ run() {
 }
 
 DIR=examples/http
-CACHE_DIR="${RERANKD_CACHE:-$HOME/.cache/rerankd}"
-VENV="$CACHE_DIR/http-clients-py-$(sha256sum "$DIR/requirements.txt" | cut -c1-16)"
-if [[ -f "$VENV/.complete" ]]; then
-  echo "test-http-clients: python venv ready at $VENV (skipping install)" >&2
-else
-  echo "test-http-clients: creating python venv $VENV" >&2
-  rm -rf "$VENV"
-  mkdir -p "$CACHE_DIR"
-  if python3 -c 'import ensurepip' 2>/dev/null; then
-    run python3 -m venv "$VENV"
-    PIP=("$VENV/bin/python" -m pip)
-  else
-    # Debian's python3 without python3-venv has no ensurepip (as in
-    # scripts/ci/test-clients.sh).
-    run python3 -m venv --without-pip "$VENV"
-    PIP=(python3 -m pip --python "$VENV/bin/python")
-  fi
-  run "${PIP[@]}" install --quiet --disable-pip-version-check -r "$DIR/requirements.txt"
-  touch "$VENV/.complete"
-fi
+source scripts/ci/client-venv.sh
+client_venv test-http-clients http-clients-py "$DIR/requirements.txt"
 
 failed=()
 echo "test-http-clients: python (cohere SDK, requests) against $ADDR" >&2

@@ -35,32 +35,8 @@ run() {
   "$@"
 }
 
-REQUIREMENTS=scripts/ci/tei/requirements.txt
-CACHE_DIR="${RERANKD_CACHE:-$HOME/.cache/rerankd}"
-VENV="$CACHE_DIR/tei-client-py-$(sha256sum "$REQUIREMENTS" | cut -c1-16)"
-if [[ -f "$VENV/.complete" ]]; then
-  echo "test-tei-client: python venv ready at $VENV (skipping install)" >&2
-else
-  echo "test-tei-client: creating python venv $VENV" >&2
-  # Built beside its final place and renamed, so a run in parallel never sees half a venv.
-  BUILD="$VENV.building.$$"
-  rm -rf "$BUILD"
-  mkdir -p "$CACHE_DIR"
-  if python3 -c 'import ensurepip' 2>/dev/null; then
-    run python3 -m venv "$BUILD"
-    PIP=("$BUILD/bin/python" -m pip)
-  else
-    # Debian's python3 without python3-venv has no ensurepip: make the venv without pip and
-    # install into it with the system pip (pip >= 22.3).
-    run python3 -m venv --without-pip "$BUILD"
-    PIP=(python3 -m pip --python "$BUILD/bin/python")
-  fi
-  run "${PIP[@]}" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-  touch "$BUILD/.complete"
-  if ! mv -T "$BUILD" "$VENV" 2>/dev/null; then
-    rm -rf "$BUILD" # Another run finished first; use its venv.
-  fi
-fi
+source scripts/ci/client-venv.sh
+client_venv test-tei-client tei-client-py scripts/ci/tei/requirements.txt
 
 STUBS="$(mktemp -d)"
 trap 'rm -rf "$STUBS"' EXIT
