@@ -7,18 +7,16 @@
 //! environment and a file, logs none of them, even at the most verbose
 //! level and for a refused call, and refuses to start on an empty key.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use crate::common::child::{spawn_rerankd, Spawned};
 use crate::common::*;
 use crate::serving::{pki, tls_channel};
 use rerankd::auth::KeySource;
-use rerankd::config::{InferConfig, ServerConfig, TlsFiles};
+use rerankd::config::{InferConfig, ServerConfig};
 use rerankd::grpc::pb;
 use rerankd::grpc::pb::reranker_client::RerankerClient;
-use rerankd::{server, serving};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -201,20 +199,8 @@ async fn every_reranker_call_needs_a_key_and_health_and_reflection_stay_open() {
 async fn keys_work_over_tls_and_mutual_tls() {
     let dir = tempfile::tempdir().unwrap();
     let good = pki();
-    let write = |name: &str, pem: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).unwrap();
-        path
-    };
-    let tls = TlsFiles {
-        cert: write("server.pem", &good.cert),
-        key: write("server.key", &good.key),
-        client_ca: None,
-    };
-    let mutual = TlsFiles {
-        client_ca: Some(write("client-ca.pem", &good.ca)),
-        ..tls.clone()
-    };
+    let tls = good.files(dir.path(), false);
+    let mutual = good.files(dir.path(), true);
     let identity = Some((good.client_cert.as_str(), good.client_key.as_str()));
     for (files, identity) in [(tls, None), (mutual, identity)] {
         let addr = server_with_keys(ServerConfig {
@@ -243,35 +229,14 @@ struct Running {
 /// `rerankd serve` on tiny-bert with `args` and `env`, logging everything
 /// (RUST_LOG=trace), once it serves.
 fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rerankd"))
-        .arg("serve")
-        .args(args)
-        .env("RERANKD_MODEL", model_dir("tiny-bert"))
-        .env("RERANKD_ADDR", "127.0.0.1:0")
-        .env("RERANKD_HTTP_ADDR", "127.0.0.1:0")
-        .env("RERANKD_DTYPE", "fp32")
-        .env("RERANKD_DRAIN_DELAY_SECS", "0")
-        .env("RUST_LOG", "trace")
-        .envs(env.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let addr = loop {
-        let line = log
-            .next()
-            .unwrap_or_else(|| panic!("rerankd exited before serving: {seen:#?}"))
-            .unwrap();
-        let addr = line
-            .split("serving rerank.v1.Reranker addr=")
-            .nth(1)
-            .map(|rest| rest.trim().parse::<SocketAddr>().unwrap());
-        seen.push(line);
-        if let Some(addr) = addr {
-            break addr;
-        }
-    };
+    let mut all = vec![("RERANKD_DRAIN_DELAY_SECS", "0"), ("RUST_LOG", "trace")];
+    all.extend_from_slice(env);
+    let Spawned {
+        child,
+        addr,
+        seen,
+        log,
+    } = spawn_rerankd("tiny-bert", args, &all);
     let http = seen
         .iter()
         .find(|line| line.contains("serving the HTTP API"))
@@ -456,28 +421,14 @@ fn empty_keys_and_keyless_files_stop_start_up_and_help_hides_the_variable() {
 /// Runs scripts/ci/test-auth-clients.sh (grpcio; with `http`, the Cohere
 /// SDK too) against `grpc` with the first key; its output, having passed.
 async fn run_auth_clients(grpc: SocketAddr, http: Option<String>) -> String {
-    let output = tokio::task::spawn_blocking(move || {
-        let mut script = Command::new("bash");
-        script
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/scripts/ci/test-auth-clients.sh"
-            ))
-            .args(["--grpc", &grpc.to_string()])
-            .env("RERANKD_TEST_API_KEY", KEYS[0]);
-        if let Some(url) = http {
-            script.args(["--http", &url]);
-        }
-        script.output().unwrap()
-    })
-    .await
-    .unwrap();
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "the auth clients failed:\n{log}");
+    let mut args = vec!["--grpc".to_string(), grpc.to_string()];
+    if let Some(url) = http {
+        args.extend(["--http".to_string(), url]);
+    }
+    let env = vec![("RERANKD_TEST_API_KEY".into(), KEYS[0].into())];
+    let run = run_script("scripts/ci/test-auth-clients.sh", args, env).await;
+    let log = run.log();
+    assert!(run.success, "the auth clients failed:\n{log}");
     assert!(log.contains("every check passed"), "{log}");
     assert!(!log.contains(KEYS[0]), "the script printed the key:\n{log}");
     log
@@ -493,98 +444,36 @@ async fn a_grpcio_client_passes_with_the_key_and_is_refused_without() {
 /// A tiny-bert server with `KEYS`, serving gRPC and the HTTP API: their
 /// addresses.
 fn server_with_http() -> (SocketAddr, SocketAddr) {
-    let (sent, bound) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let model = model_config(model_dir("tiny-bert"), "fp32");
-            let loaded = server::load(&model, InferConfig::default()).await.unwrap();
-            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            sent.send((grpc.local_addr().unwrap(), http.local_addr().unwrap()))
-                .unwrap();
-            let listeners = serving::Listeners {
-                grpc,
-                metrics: None,
-                http: Some(http),
-            };
-            let config = ServerConfig {
-                api_keys: KeySource::keys(KEYS).unwrap(),
-                ..ServerConfig::default()
-            };
-            serving::serve_loaded(listeners, config, loaded, std::future::pending())
-                .await
-                .unwrap();
-        });
-    });
-    bound
-        .recv()
-        .expect("the server thread died during start-up")
+    let addrs = start_servers(
+        model_config(model_dir("tiny-bert"), "fp32"),
+        InferConfig::default(),
+        ServerConfig {
+            api_keys: KeySource::keys(KEYS).unwrap(),
+            ..ServerConfig::default()
+        },
+        |scorer| scorer,
+    )
+    .unwrap();
+    (addrs.grpc, addrs.http)
 }
 
-/// An HTTP/1.1 answer: its status, headers (lower-case names) and body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection (`Connection: close`, so
-/// the answer ends with the connection), written by hand: `line` is the
-/// method and path, `authorization` the header's value, if any.
+/// One HTTP/1.1 request over a fresh connection: `line` is the method and
+/// path, `authorization` the header's value, if any.
 async fn http_call(
     addr: SocketAddr,
     line: &str,
     authorization: Option<&str>,
     body: &str,
-) -> Answer {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!(
-        "{line} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(value) = authorization {
-        request.push_str(&format!("Authorization: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").expect("no end of headers");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+) -> web::Answer {
+    let (method, path) = line.split_once(' ').unwrap();
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|value| ("Authorization", value))
+        .into_iter()
         .collect();
-    Answer {
-        status,
-        headers,
-        body: body.to_string(),
-    }
+    web::Conn::open(addr)
+        .await
+        .request(method, path, Some(body), &headers)
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use crate::common::child::{spawn_rerankd, Spawned};
 use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,16 +107,6 @@ fn the_old_device_variable_is_refused_not_ignored() {
     assert!(stderr.contains("RERANKD_DEVICES"), "{stderr}");
 }
 
-/// A `rerankd serve` child process that is serving.
-struct Spawned {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    /// Its log up to the line that says it serves.
-    seen: Vec<String>,
-    /// The rest of its log.
-    log: std::io::Lines<BufReader<std::process::ChildStderr>>,
-}
-
 /// Sends the server SIGTERM.
 fn sigterm(child: &std::process::Child) {
     let killed = Command::new("kill")
@@ -163,36 +154,7 @@ async fn exit_within(
 
 /// Starts `rerankd serve` on `model` with `env` and waits until it serves.
 fn spawn_server(model: &str, env: &[(&str, &str)]) -> Spawned {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rerankd"))
-        .arg("serve")
-        .env("RERANKD_MODEL", model_dir(model))
-        .env("RERANKD_ADDR", "127.0.0.1:0")
-        // Not the default 0.0.0.0:8080, which parallel tests would share.
-        .env("RERANKD_HTTP_ADDR", "127.0.0.1:0")
-        .env("RERANKD_DTYPE", "fp32")
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let addr = loop {
-        let line = log
-            .next()
-            .unwrap_or_else(|| panic!("rerankd exited before serving: {seen:#?}"))
-            .unwrap();
-        if let Some(rest) = line.split("serving rerank.v1.Reranker addr=").nth(1) {
-            break rest.trim().parse::<std::net::SocketAddr>().unwrap();
-        }
-        seen.push(line);
-    };
-    Spawned {
-        child,
-        addr,
-        seen,
-        log,
-    }
+    spawn_rerankd(model, &[], env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

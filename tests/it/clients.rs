@@ -9,27 +9,9 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_and_node_examples_pass_against_a_live_server() {
     let addr = shared_server("tiny-bert", "fp32");
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("bash")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/scripts/ci/test-clients.sh"
-            ))
-            .arg(addr.to_string())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "the example clients failed:\n{log}"
-    );
+    let run = run_script("scripts/ci/test-clients.sh", vec![addr.to_string()], vec![]).await;
+    let log = run.log();
+    assert!(run.success, "the example clients failed:\n{log}");
     assert!(log.contains("both clients passed"), "{log}");
 }
 

@@ -642,29 +642,15 @@ async fn the_cohere_sdk_requests_and_node_fetch_pass_against_live_servers() {
     let limits = limits_server().http;
     let loading = loading_server();
     let _budget = LIMITS_BUDGET.lock().await;
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("bash")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/scripts/ci/test-http-clients.sh"
-            ))
-            .args([
-                addrs.http.to_string(),
-                limits.to_string(),
-                loading.to_string(),
-            ])
-            .arg(&expected)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "the http clients failed:\n{log}");
+    let args = vec![
+        addrs.http.to_string(),
+        limits.to_string(),
+        loading.to_string(),
+        expected.display().to_string(),
+    ];
+    let run = run_script("scripts/ci/test-http-clients.sh", args, vec![]).await;
+    let log = run.log();
+    assert!(run.success, "the http clients failed:\n{log}");
     assert!(
         log.contains("python http clients: every check passed"),
         "{log}"

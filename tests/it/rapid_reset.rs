@@ -22,7 +22,6 @@ use prost::Message;
 use crate::common::*;
 use rerankd::config::{InferConfig, ServerConfig};
 use rerankd::grpc::pb;
-use rerankd::{server, serving};
 
 /// Calls cancelled in one burst: the size the issue saw close a connection
 /// once (200 did; 50 to 400 usually did not).
@@ -34,26 +33,13 @@ const HELD: usize = 8;
 /// Starts tiny-bert behind `config` on its own thread and runtime; the
 /// server lives until the test binary exits.
 fn start(config: ServerConfig) -> SocketAddr {
-    let (ready, started) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let model = model_config(model_dir("tiny-bert"), "fp32");
-            let loaded = server::load(&model, InferConfig::default()).await.unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            ready.send(listener.local_addr().unwrap()).unwrap();
-            serving::serve_loaded(listener, config, loaded, std::future::pending())
-                .await
-                .unwrap();
-        });
-    });
-    started
-        .recv()
-        .expect("the server thread died during start-up")
+    start_server_serving(
+        model_config(model_dir("tiny-bert"), "fp32"),
+        InferConfig::default(),
+        config,
+        |scorer| scorer,
+    )
+    .unwrap()
 }
 
 fn rerank_call(addr: SocketAddr) -> http::Request<()> {

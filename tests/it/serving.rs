@@ -446,6 +446,23 @@ pub(crate) struct Pki {
     pub(crate) client_key: String,
 }
 
+impl Pki {
+    /// The server's certificate and key written into `dir`, as the TLS
+    /// files a server takes; with `mutual`, this CA checks its clients.
+    pub(crate) fn files(&self, dir: &std::path::Path, mutual: bool) -> TlsFiles {
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        TlsFiles {
+            cert: write("server.pem", &self.cert),
+            key: write("server.key", &self.key),
+            client_ca: mutual.then(|| write("client-ca.pem", &self.ca)),
+        }
+    }
+}
+
 pub(crate) fn pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -516,16 +533,7 @@ async fn tls_and_mutual_tls_accept_good_certificates_and_refuse_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
     let good = pki();
     let other = pki();
-    let write = |name: &str, pem: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).unwrap();
-        path
-    };
-    let files = TlsFiles {
-        cert: write("server.pem", &good.cert),
-        key: write("server.key", &good.key),
-        client_ca: None,
-    };
+    let files = good.files(dir.path(), false);
 
     // TLS: a client trusting the server's CA connects; one trusting
     // another CA, or speaking plaintext, does not.
@@ -552,10 +560,7 @@ async fn tls_and_mutual_tls_accept_good_certificates_and_refuse_bad_ones() {
 
     // Mutual TLS: only a client certificate from the client CA gets in.
     let mut served = serve(ServerConfig {
-        tls: Some(TlsFiles {
-            client_ca: Some(write("client-ca.pem", &good.ca)),
-            ..files
-        }),
+        tls: Some(good.files(dir.path(), true)),
         ..quick_drain()
     });
     served.release.take().unwrap().send(()).unwrap();

@@ -107,27 +107,11 @@ async fn python_client(addr: SocketAddr, cases: serde_json::Value) -> serde_json
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), cases.to_string()).unwrap();
     let path = file.path().to_path_buf();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("bash")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/scripts/ci/test-tei-client.sh"
-            ))
-            .arg(addr.to_string())
-            .arg(path)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the TEI client failed:\n{stdout}\n{stderr}"
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
+    let args = vec![addr.to_string(), path.display().to_string()];
+    let run = run_script("scripts/ci/test-tei-client.sh", args, vec![]).await;
+    assert!(run.success, "the TEI client failed:\n{}", run.log());
+    let line = run.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", run.log()))
 }
 
 /// `[[index, score, text], ...]` from the Python client.

@@ -1,7 +1,9 @@
-//! The `rerankd-bench` binary as a user runs it, where no libtorch is
-//! needed: its flags, and the failure when nothing listens at the address.
-//! Runs against a live server are `tests/it/bench.rs` at the repository
-//! root (through `rerankd bench`, which calls the same `run`).
+//! The crate's binaries, `rerankd-bench` and `rerankd-soak`, as a user runs
+//! them, where no libtorch is needed: their flags, and the failure when
+//! nothing listens at the address. Runs against a live server are
+//! `tests/it/bench.rs` at the repository root (through `rerankd bench`,
+//! which calls the same `run`) and `scripts/bench/soak.sh --ci`, which
+//! `scripts/test.sh` runs.
 //!
 //! Must never: start a server or need a model (this crate builds and tests
 //! without libtorch).
@@ -9,33 +11,27 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rerankd-bench"))
-        .args(args)
-        .output()
-        .unwrap()
+const BENCH: &str = env!("CARGO_BIN_EXE_rerankd-bench");
+const SOAK: &str = env!("CARGO_BIN_EXE_rerankd-soak");
+
+fn run(binary: &str, args: &[&str]) -> Output {
+    Command::new(binary).args(args).output().unwrap()
 }
 
-#[test]
-fn help_lists_the_flags_with_their_variables() {
-    let output = bench(&["--help"]);
+/// `binary --help` succeeds and names each of `flags`.
+fn help_lists(binary: &str, flags: &[&str]) {
+    let output = run(binary, &["--help"]);
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for flag in [
-        "--addr",
-        "--clients",
-        "--lengths",
-        "--requests",
-        "--json",
-        "--plot",
-        "RERANKD_BENCH_CLIENTS",
-    ] {
+    for flag in flags {
         assert!(help.contains(flag), "the help lacks {flag}:\n{help}");
     }
 }
 
-#[test]
-fn against_no_server_it_fails_with_a_clear_message_and_writes_nothing() {
+/// Runs `binary --addr A ARGS --json F --no-progress` against an address
+/// nothing listens at: it must fail, say it cannot reach rerankd there, and
+/// write no JSON. Its stderr.
+fn against_no_server(binary: &str, args: &[&str]) -> String {
     // A port that was free a moment ago: bind it, note it, let it go.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -43,22 +39,60 @@ fn against_no_server_it_fails_with_a_clear_message_and_writes_nothing() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let json_path = dir.path().join("b.json");
-    let output = bench(&[
-        "--addr",
-        &format!("127.0.0.1:{port}"),
-        "--requests",
-        "1",
-        "--json",
-        json_path.to_str().unwrap(),
-        "--no-progress",
-    ]);
+    let json_path = dir.path().join("results.json");
+    let addr = format!("127.0.0.1:{port}");
+    let mut all = vec!["--addr", &addr];
+    all.extend_from_slice(args);
+    all.extend(["--json", json_path.to_str().unwrap(), "--no-progress"]);
+    let output = run(binary, &all);
     assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
-        stderr.contains(&format!("cannot reach rerankd at http://127.0.0.1:{port}"))
-            && stderr.contains("running"),
+        stderr.contains(&format!("cannot reach rerankd at http://{addr}")),
         "{stderr}"
     );
     assert!(!Path::new(&json_path).exists());
+    stderr
+}
+
+#[test]
+fn bench_help_lists_the_flags_with_their_variables() {
+    help_lists(
+        BENCH,
+        &[
+            "--addr",
+            "--clients",
+            "--lengths",
+            "--requests",
+            "--json",
+            "--plot",
+            "RERANKD_BENCH_CLIENTS",
+        ],
+    );
+}
+
+#[test]
+fn soak_help_lists_the_flags_with_their_variables() {
+    help_lists(
+        SOAK,
+        &[
+            "--server-pid",
+            "--minutes",
+            "--rate",
+            "--load-fraction",
+            "--max-rss-growth-pct",
+            "RERANKD_SOAK_MINUTES",
+        ],
+    );
+}
+
+#[test]
+fn bench_against_no_server_fails_with_a_clear_message_and_writes_nothing() {
+    let stderr = against_no_server(BENCH, &["--requests", "1"]);
+    assert!(stderr.contains("running"), "{stderr}");
+}
+
+#[test]
+fn soak_against_no_server_fails_with_a_clear_message_and_writes_nothing() {
+    against_no_server(SOAK, &["--minutes", "0.1"]);
 }

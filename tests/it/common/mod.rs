@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod bare;
+pub mod child;
 pub mod web;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -246,4 +247,39 @@ pub fn scores_by_index(response: &pb::RerankResponse, documents: usize) -> Vec<f
         scores[result.index as usize] = result.score;
     }
     scores
+}
+
+/// What a client script printed, stdout and stderr apart.
+pub struct ScriptRun {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ScriptRun {
+    /// Both streams, for failure messages and searching.
+    pub fn log(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `bash SCRIPT ARGS` (SCRIPT relative to the repository) with `env`,
+/// off the runtime (the server under test may share it).
+pub async fn run_script(script: &str, args: Vec<String>, env: Vec<(String, String)>) -> ScriptRun {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .arg(&path)
+            .args(args)
+            .envs(env)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", path.display()))
+    })
+    .await
+    .unwrap();
+    ScriptRun {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }
