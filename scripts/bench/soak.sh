@@ -7,7 +7,8 @@
 #
 # Usage: scripts/bench/soak.sh [--ci] [--minutes M] [--model DIR] [--out DIR] [-- SOAK FLAGS...]
 #   default   30 measured minutes (after a 60 s peak phase and 60 s of warm-up) on the default
-#             model (minilm-pair), RSS growth bound 5%, into /tmp/rerankd-soak/full
+#             model (minilm-pair), RSS growth bound 5%, a rising p99 judged at p < 0.05, into
+#             /tmp/rerankd-soak/full
 #   --ci      the version scripts/test.sh runs, 2 minutes of load on the tiny-bert test model:
 #             10 s peak, 10 s warm-up, 100 s measured; RSS growth bound 50%; into
 #             /tmp/rerankd-soak/ci
@@ -15,7 +16,8 @@
 # (space-separated) go to `rerankd serve`.
 #
 # Exits non-zero when the soak fails (an unexpected status in any phase, a call skipped because
-# the server fell behind, RSS growth over the bound) or the server does not exit 0 after SIGTERM.
+# the server fell behind, RSS growth over the bound, a served p99 that rises through the run) or
+# the server does not exit 0 after SIGTERM.
 # Owns: building, starting and stopping the server around the soak. Must never: judge the run
 # itself (rerankd-soak does), or leave the server running when it exits.
 set -euo pipefail
@@ -47,7 +49,9 @@ if [[ $CI == 1 ]]; then
   # after a minute of warm-up). About 200 calls are measured, so a leak of
   # 1 MiB a call (a request's texts or encodings kept) still crosses it; smaller leaks are the
   # full run's to find.
-  PROFILE=(--peak-secs 10 --warmup-secs 10 --max-rss-growth-pct 50)
+  # The p99 trend is reported, not judged: its slices of 3 s hold a few calls each, and a test
+  # at p < 0.05 would fail 1 run in 40 by chance alone.
+  PROFILE=(--peak-secs 10 --warmup-secs 10 --max-rss-growth-pct 50 --p99-trend-alpha 0)
   MINUTES="${MINUTES:-1.6667}"
   MODEL="${MODEL:-$MODELS/tiny-bert}"
   OUT="${OUT:-/tmp/rerankd-soak/ci}"

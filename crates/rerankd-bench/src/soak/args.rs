@@ -103,10 +103,18 @@ pub struct SoakArgs {
     #[arg(long, env = "RERANKD_SOAK_MAX_DOCUMENT_BYTES", default_value_t = 65536, value_parser = at_least_one)]
     pub max_document_bytes: usize,
 
-    /// Largest RSS growth allowed, in percent, from the end of the warm-up
-    /// to the end of the run (medians of 10 s of samples each).
+    /// Largest RSS growth allowed, in percent, from the first window after
+    /// the warm-up to the last (the median of each window's samples: RSS
+    /// swings between the server's malloc trims, 10 s apart).
     #[arg(long, env = "RERANKD_SOAK_MAX_RSS_GROWTH_PCT", default_value_t = 5.0, value_parser = parse_non_negative)]
     pub max_rss_growth_pct: f64,
+
+    /// Significance level of the p99 trend: the run fails when the served
+    /// p99 per slice rises with time (Spearman's rho above 0 with a
+    /// two-sided permutation p-value under this). 0: reported, not judged
+    /// (the CI run's slices hold a few calls each).
+    #[arg(long, env = "RERANKD_SOAK_P99_TREND_ALPHA", default_value_t = 0.05, value_parser = parse_alpha)]
+    pub p99_trend_alpha: f64,
 
     /// Where to write the JSON report.
     #[arg(long, env = "RERANKD_SOAK_JSON", default_value = "soak.json")]
@@ -140,6 +148,13 @@ fn parse_positive(value: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_alpha(value: &str) -> Result<f64, String> {
+    match parse_non_negative(value) {
+        Ok(v) if v < 1.0 => Ok(v),
+        _ => Err(format!("expected a level in [0, 1), got {value:?}")),
+    }
+}
+
 fn parse_fraction(value: &str) -> Result<f64, String> {
     match parse_positive(value) {
         Ok(v) if v <= 1.0 => Ok(v),
@@ -169,6 +184,7 @@ mod tests {
         assert_eq!((args.minutes, args.warmup_secs), (30.0, 60.0));
         assert_eq!((args.rate, args.load_fraction), (None, 0.7));
         assert_eq!(args.max_rss_growth_pct, 5.0);
+        assert_eq!(args.p99_trend_alpha, 0.05);
         assert_eq!((args.max_documents, args.max_document_bytes), (1000, 65536));
         assert_eq!(args.server_pid, None);
     }
@@ -178,6 +194,7 @@ mod tests {
         for (flags, expected) in [
             (&["--minutes", "0"][..], "more than 0"),
             (&["--load-fraction", "1.5"][..], "(0, 1]"),
+            (&["--p99-trend-alpha", "1"][..], "[0, 1)"),
             (&["--warmup-secs=-1"][..], "0 or more"),
             (&["--connections", "0"][..], "1 or more"),
             (&["--rate", "nan"][..], "more than 0"),

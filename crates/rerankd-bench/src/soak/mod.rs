@@ -11,6 +11,8 @@
 //! - `check`: whether an OK answer is the one its request asks for.
 //! - `load`: the closed loop that measures the peak, the open-loop schedule.
 //! - `rss`: the server's VmRSS, once a second.
+//! - [`trend`]: whether a series rises with time (Spearman's rho, its
+//!   permutation p-value, the Theil–Sen slope).
 //! - [`report`]: records, summary, verdict, table and JSON.
 //!
 //! A soak: ModelInfo; `--connections` connections; the peak, closed loop
@@ -19,7 +21,8 @@
 //! measured, Stats at both ends of the measured part, RSS sampled
 //! throughout; then the table on stdout and the JSON file. The run fails
 //! (an error, so the binary exits non-zero) on any unexpected outcome in
-//! any phase, any skipped call, or RSS growth over `--max-rss-growth-pct`.
+//! any phase, any skipped call, RSS growth over `--max-rss-growth-pct`, or
+//! a served p99 that rises through the run (`--p99-trend-alpha`).
 //!
 //! Owns: the order of a soak. Must never: depend on the `rerankd` crate
 //! or libtorch, or know the server beyond its public API and its process
@@ -32,6 +35,7 @@ mod load;
 pub mod mix;
 pub mod report;
 mod rss;
+pub mod trend;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -186,6 +190,8 @@ pub async fn run(args: SoakArgs) -> Result<SoakSummary, SoakError> {
             .unwrap_or(measured_secs / 6.0)
             .min(measured_secs),
         max_rss_growth_pct: args.max_rss_growth_pct,
+        p99_trend_alpha: args.p99_trend_alpha,
+        seed: args.seed,
     };
     let batcher = stats_start.as_ref().zip(stats_end.as_ref()).map(|(s, e)| {
         let during = Duration::from_secs_f64((e.t_secs - s.t_secs).max(0.0));

@@ -1,10 +1,11 @@
 //! The soak's numbers: every call's record, and from them the counts by
 //! kind and outcome, p50/p99 of the first and last window side by side,
-//! per-slice percentiles, the server's RSS after warm-up against the end,
-//! the verdict, the stdout table and the JSON document.
+//! per-slice percentiles and their trend, the server's RSS after warm-up
+//! against the end, the verdict, the stdout table and the JSON document.
 //!
 //! Owns: every statistic the soak reports, and the rules that fail a run
-//! (an unexpected outcome, a skipped call, RSS growth over the bound).
+//! (an unexpected outcome, a skipped call, RSS growth over the bound, a
+//! served p99 that rises through the run).
 //! Must never: do I/O, read a clock (times are passed in) or know gRPC.
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::mix::{Kind, CLIENT_CANCELLED};
+use super::trend::{trend, Trend, PERMUTATIONS};
 use crate::report::{percentile, Sample, Summary as BenchSummary};
 
 /// Which part of a soak a call belongs to.
@@ -103,6 +105,10 @@ pub struct Plan {
     /// Length of the first and last windows.
     pub window_secs: f64,
     pub max_rss_growth_pct: f64,
+    /// A rising p99 trend fails the run below this p-value (0: not judged).
+    pub p99_trend_alpha: f64,
+    /// The mix's seed, which also seeds the trend's permutations.
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -144,9 +150,10 @@ pub struct Slice {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rss {
-    /// Median of the first 10 s of measuring (the warm-up has just ended).
+    /// Median of the first window of measuring (the warm-up has just
+    /// ended).
     pub after_warmup_mib: f64,
-    /// Median of the last 10 s.
+    /// Median of the last window.
     pub end_mib: f64,
     /// Highest reading of the whole soak, peak phase included.
     pub peak_mib: f64,
@@ -194,6 +201,8 @@ pub struct SoakSummary {
     pub served_first: Window,
     pub served_last: Window,
     pub slices: Vec<Slice>,
+    /// The trend of the slices' served p99 (ms per slice), from 3 slices.
+    pub served_p99_trend: Option<Trend>,
     /// Over every phase.
     pub unexpected: Vec<Unexpected>,
     pub skipped: u64,
@@ -213,8 +222,6 @@ const SERVED: [Kind; 5] = [
     Kind::Chunked,
 ];
 
-/// Seconds of RSS samples whose median is "after warm-up" and "end".
-const RSS_EDGE_SECS: f64 = 10.0;
 /// Slices of the measured phase per window.
 const SLICES_PER_WINDOW: f64 = 5.0;
 
@@ -239,7 +246,7 @@ pub fn summarize(
     let served = |c: &&&CallRecord| SERVED.contains(&c.kind) && c.code == "OK";
     let served_calls: Vec<&CallRecord> = measured.iter().filter(served).copied().collect();
     let slice_secs = plan.window_secs / SLICES_PER_WINDOW;
-    let slices = (0..)
+    let slices: Vec<Slice> = (0..)
         .map(|i| start + i as f64 * slice_secs)
         .take_while(|&t| t < end - 1e-9)
         .map(|t| Slice {
@@ -247,15 +254,28 @@ pub fn summarize(
             window: window(&served_calls, (t, (t + slice_secs).min(end))),
         })
         .collect();
-    let rss = rss_summary(rss, start, end);
+    let p99s: Vec<(f64, f64)> = slices
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.window.p99_ms.map(|p99| (i as f64, p99)))
+        .collect();
+    let served_p99_trend = trend(&p99s, plan.seed);
+    let rss = rss_summary(rss, start, end, plan.window_secs);
     let unexpected: Vec<Unexpected> = recorder.unexpected.values().cloned().collect();
-    let failures = verdict(&plan, &unexpected, recorder.skipped, rss.as_ref());
+    let failures = verdict(
+        &plan,
+        &unexpected,
+        recorder.skipped,
+        rss.as_ref(),
+        served_p99_trend.as_ref(),
+    );
     SoakSummary {
         calls: measured.len() as u64,
         kinds,
         served_first: window(&served_calls, first),
         served_last: window(&served_calls, last),
         slices,
+        served_p99_trend,
         unexpected,
         skipped: recorder.skipped,
         rss,
@@ -313,7 +333,7 @@ fn window(calls: &[&CallRecord], (from, to): (f64, f64)) -> Window {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-fn rss_summary(samples: &[RssSample], start: f64, end: f64) -> Option<Rss> {
+fn rss_summary(samples: &[RssSample], start: f64, end: f64, edge_secs: f64) -> Option<Rss> {
     let median_between = |from: f64, to: f64| {
         let mut bytes: Vec<u64> = samples
             .iter()
@@ -323,8 +343,8 @@ fn rss_summary(samples: &[RssSample], start: f64, end: f64) -> Option<Rss> {
         bytes.sort_unstable();
         percentile(&bytes, 0.5)
     };
-    let after = median_between(start, start + RSS_EDGE_SECS)?;
-    let at_end = median_between(end - RSS_EDGE_SECS, end)?;
+    let after = median_between(start, start + edge_secs)?;
+    let at_end = median_between(end - edge_secs, end)?;
     let peak = samples.iter().map(|s| s.bytes).max()?;
     let measured: Vec<(f64, f64)> = samples
         .iter()
@@ -355,7 +375,18 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     }
 }
 
-fn verdict(plan: &Plan, unexpected: &[Unexpected], skipped: u64, rss: Option<&Rss>) -> Vec<String> {
+/// Whether a trend is a rise the run fails on.
+fn rising(plan: &Plan, trend: &Trend) -> bool {
+    plan.p99_trend_alpha > 0.0 && trend.spearman_rho > 0.0 && trend.p_value < plan.p99_trend_alpha
+}
+
+fn verdict(
+    plan: &Plan,
+    unexpected: &[Unexpected],
+    skipped: u64,
+    rss: Option<&Rss>,
+    p99_trend: Option<&Trend>,
+) -> Vec<String> {
     let mut failures: Vec<String> = unexpected
         .iter()
         .map(|u| {
@@ -382,6 +413,17 @@ fn verdict(plan: &Plan, unexpected: &[Unexpected], skipped: u64, rss: Option<&Rs
                 rss.growth_pct, rss.after_warmup_mib, rss.end_mib, plan.max_rss_growth_pct
             ));
         }
+    }
+    if let Some(trend) = p99_trend.filter(|t| rising(plan, t)) {
+        failures.push(format!(
+            "the served p99 rises through the run: Spearman rho {:+.2} over {} slices, \
+             permutation p {:.4} < {}, Theil-Sen {:+.0} ms a slice",
+            trend.spearman_rho,
+            trend.points,
+            trend.p_value,
+            plan.p99_trend_alpha,
+            trend.theil_sen_slope
+        ));
     }
     failures
 }
@@ -458,11 +500,25 @@ pub fn table(summary: &SoakSummary) -> String {
         w / SLICES_PER_WINDOW,
         slices.join(" ")
     );
+    if let Some(trend) = &summary.served_p99_trend {
+        let judged = if plan.p99_trend_alpha == 0.0 {
+            "not judged".to_string()
+        } else if rising(plan, trend) {
+            format!("RISING (p < {})", plan.p99_trend_alpha)
+        } else {
+            format!("steady (no rise at p < {})", plan.p99_trend_alpha)
+        };
+        let _ = writeln!(
+            out,
+            "  served p99 trend: Spearman rho {:+.2} over {} slices, permutation p {:.4} ({} shuffles), Theil-Sen {:+.0} ms a slice: {judged}",
+            trend.spearman_rho, trend.points, trend.p_value, PERMUTATIONS, trend.theil_sen_slope
+        );
+    }
     match &summary.rss {
         Some(rss) => {
             let _ = writeln!(
                 out,
-                "  server RSS: {:.1} MiB after warm-up, {:.1} MiB at the end ({:+.2}%, bound {}%), peak {:.1} MiB, slope {:+.1} MiB/h ({} samples)",
+                "  server RSS (medians of the first and last {w:.0} s): {:.1} MiB after warm-up, {:.1} MiB at the end ({:+.2}%, bound {}%), peak {:.1} MiB, slope {:+.1} MiB/h ({} samples)",
                 rss.after_warmup_mib,
                 rss.end_mib,
                 rss.growth_pct,
@@ -492,7 +548,7 @@ pub fn table(summary: &SoakSummary) -> String {
     if summary.passed {
         let _ = writeln!(
             out,
-            "\nPASSED: no unexpected outcome, no skipped call, RSS within its bound"
+            "\nPASSED: no unexpected outcome, no skipped call, RSS within its bound, no rising p99"
         );
     } else {
         let _ = writeln!(out, "\nFAILED:");
@@ -529,6 +585,8 @@ mod tests {
             measure_end_secs: 700.0,
             window_secs: 100.0,
             max_rss_growth_pct: 5.0,
+            p99_trend_alpha: 0.05,
+            seed: 42,
         }
     }
 
@@ -621,12 +679,14 @@ mod tests {
     }
 
     #[test]
-    fn rss_growth_is_judged_between_the_medians_of_the_edges() {
+    fn rss_growth_is_judged_between_the_medians_of_the_edge_windows() {
         let recorder = Recorder::default();
-        // 100 MiB for the warm-up and measuring, one spike, 104 at the end.
-        let mut rss = flat_rss(0.0, 689.0, 100.0);
+        // 100 MiB for the warm-up and measuring, one spike, 104 in the last
+        // window (600-700 s) but for a dip at its start.
+        let mut rss = flat_rss(0.0, 599.0, 100.0);
         rss[300].bytes = (400.0 * MIB) as u64;
-        rss.extend(flat_rss(690.0, 700.0, 104.0));
+        rss.extend(flat_rss(600.0, 700.0, 104.0));
+        rss[610].bytes = (50.0 * MIB) as u64;
         let summary = summarize(plan(), &recorder, &rss, None);
         let r = summary.rss.clone().unwrap();
         assert_eq!(
@@ -636,8 +696,8 @@ mod tests {
         assert!((r.growth_pct - 4.0).abs() < 1e-9);
         assert!(summary.passed);
 
-        let mut over = flat_rss(0.0, 689.0, 100.0);
-        over.extend(flat_rss(690.0, 700.0, 106.0));
+        let mut over = flat_rss(0.0, 599.0, 100.0);
+        over.extend(flat_rss(600.0, 700.0, 106.0));
         let summary = summarize(plan(), &recorder, &over, None);
         assert!(!summary.passed);
         assert!(
@@ -670,5 +730,56 @@ mod tests {
         assert_eq!(summary.failures.len(), 1);
         assert!(summary.failures[0].starts_with("3 call(s) not sent"));
         assert!(table(&summary).contains("FAILED"));
+    }
+
+    /// Served Rerank calls of `latency(slice)` ms, ten in each 20 s slice.
+    fn by_slice(latency: impl Fn(usize) -> u64) -> Recorder {
+        let mut recorder = Recorder::default();
+        for slice in 0..30 {
+            for k in 0..10 {
+                let t = 100.0 + slice as f64 * 20.0 + k as f64 * 2.0;
+                recorder.record(call(Kind::Rerank, t, latency(slice), "OK"), "");
+            }
+        }
+        recorder
+    }
+
+    #[test]
+    fn a_p99_that_rises_through_the_run_fails_it_and_bursts_do_not() {
+        let rss = flat_rss(0.0, 700.0, 100.0);
+        // 10 ms more each slice.
+        let creeping = summarize(plan(), &by_slice(|s| 100 + 10 * s as u64), &rss, None);
+        let trend = creeping.served_p99_trend.unwrap();
+        assert_eq!(trend.points, 30);
+        assert!((trend.theil_sen_slope - 10.0).abs() < 1e-9, "{trend:?}");
+        assert!(!creeping.passed);
+        assert!(
+            creeping.failures[0].starts_with("the served p99 rises through the run"),
+            "{:?}",
+            creeping.failures
+        );
+        // The same, with the trend not judged.
+        let plan_unjudged = Plan {
+            p99_trend_alpha: 0.0,
+            ..plan()
+        };
+        let unjudged = summarize(
+            plan_unjudged,
+            &by_slice(|s| 100 + 10 * s as u64),
+            &rss,
+            None,
+        );
+        assert!(unjudged.passed, "{:?}", unjudged.failures);
+        assert!(table(&unjudged).contains("not judged"));
+        // Slow bursts every seventh slice, from the first window to the
+        // last: no rise.
+        let bursts = summarize(
+            plan(),
+            &by_slice(|s| if s % 7 == 3 { 900 } else { 100 }),
+            &rss,
+            None,
+        );
+        assert!(bursts.passed, "{:?}", bursts.failures);
+        assert!(table(&bursts).contains("steady (no rise at p < 0.05)"));
     }
 }
