@@ -546,9 +546,14 @@ pub fn table(summary: &SoakSummary) -> String {
         );
     }
     if summary.passed {
+        let p99 = if plan.p99_trend_alpha == 0.0 {
+            "p99 trend not judged"
+        } else {
+            "no rising p99"
+        };
         let _ = writeln!(
             out,
-            "\nPASSED: no unexpected outcome, no skipped call, RSS within its bound, no rising p99"
+            "\nPASSED: no unexpected outcome, no skipped call, RSS within its bound, {p99}"
         );
     } else {
         let _ = writeln!(out, "\nFAILED:");
@@ -770,7 +775,7 @@ mod tests {
             None,
         );
         assert!(unjudged.passed, "{:?}", unjudged.failures);
-        assert!(table(&unjudged).contains("not judged"));
+        assert!(table(&unjudged).contains("RSS within its bound, p99 trend not judged"));
         // Slow bursts every seventh slice, from the first window to the
         // last: no rise.
         let bursts = summarize(
@@ -781,5 +786,6 @@ mod tests {
         );
         assert!(bursts.passed, "{:?}", bursts.failures);
         assert!(table(&bursts).contains("steady (no rise at p < 0.05)"));
+        assert!(table(&bursts).contains("RSS within its bound, no rising p99"));
     }
 }
