@@ -1,6 +1,10 @@
 //! Shared helpers for the end-to-end tests: real model directories exported by
 //! scripts/setup-models.sh, real servers on 127.0.0.1:0, real tonic clients.
 //!
+//! Also: a `rerankd serve` child process (`child`), raw HTTP/1.1 (`web`)
+//! and HTTP/2 (`bare`) connections, and the client scripts under
+//! scripts/ci run off the runtime (`run_script`).
+//!
 //! Servers are started once per (model, dtype) on their own thread and
 //! runtime, and live until the test binary exits, so each test's own runtime
 //! only holds its client.
