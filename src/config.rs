@@ -167,6 +167,40 @@ pub struct ServeArgs {
     )]
     pub max_failed_batches: usize,
 
+    /// A request with no deadline of its own (no grpc-timeout) gets this
+    /// many seconds as one: admission refuses it (RESOURCE_EXHAUSTED, HTTP
+    /// 503, with retry-after) when the work queued ahead and its own would
+    /// take longer, and the queue drops it (DEADLINE_EXCEEDED) once it
+    /// passes.
+    #[arg(
+        long,
+        env = "RERANKD_MAX_QUEUE_TIME_SECS",
+        default_value_t = BatcherConfig::default().max_queue_time.as_secs_f64(),
+        value_parser = parse_positive_secs
+    )]
+    pub max_queue_time_secs: f64,
+
+    /// The aging guard of the shortest-work-first order: a request whose
+    /// (time waited + estimated time left) ÷ its time alone passes this goes
+    /// ahead of every request of its priority that has not.
+    #[arg(
+        long,
+        env = "RERANKD_MAX_SLOWDOWN",
+        default_value_t = BatcherConfig::default().max_slowdown,
+        value_parser = parse_slowdown
+    )]
+    pub max_slowdown: f64,
+
+    /// Most padded tokens per batch by time, whatever memory allows. 0
+    /// measures it at start-up: the smallest batch whose throughput reaches
+    /// 95% of the plateau (small on a CPU, large or none on a GPU).
+    #[arg(
+        long,
+        env = "RERANKD_BATCH_TARGET_TOKENS",
+        default_value_t = BatcherConfig::default().batch_target_tokens
+    )]
+    pub batch_target_tokens: usize,
+
     /// Token budget per batch (pairs × padded length) when device memory
     /// cannot be read (CPU, or no NVIDIA driver).
     #[arg(
@@ -481,6 +515,25 @@ fn parse_fraction(value: &str) -> Result<f64, String> {
     }
 }
 
+/// Seconds above 0 (and at most a day: `Duration` takes them as given).
+fn parse_positive_secs(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(secs),
+        _ => Err(format!(
+            "expected seconds above 0 and at most 86400, got {value:?}"
+        )),
+    }
+}
+
+/// A slowdown bound: at least 1 (a request's latency is never under its
+/// time alone).
+fn parse_slowdown(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(bound) if bound >= 1.0 && bound.is_finite() => Ok(bound),
+        _ => Err(format!("expected a number of at least 1, got {value:?}")),
+    }
+}
+
 impl Default for InferConfig {
     /// The defaults of `--devices cpu`, the server's default device.
     fn default() -> Self {
@@ -620,6 +673,9 @@ impl ServeArgs {
                     ..ControllerConfig::default()
                 },
                 max_failed_batches: self.max_failed_batches,
+                max_queue_time: Duration::from_secs_f64(self.max_queue_time_secs),
+                max_slowdown: self.max_slowdown,
+                batch_target_tokens: self.batch_target_tokens,
                 ..BatcherConfig::default()
             },
         }

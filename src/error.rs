@@ -83,6 +83,26 @@ pub enum Error {
         retry_after: std::time::Duration,
     },
 
+    /// The request could not be answered before its deadline (or, without
+    /// one, `--max-queue-time`): the work queued before it and its own, at
+    /// the server's measured pace, take longer. Refused before it costs any
+    /// model time.
+    #[error(
+        "this request would be answered in about {} ms ({} ms of it its own work) but its \
+         deadline is {} ms away (without a deadline, --max-queue-time is one); retry after {} \
+         ms, or send fewer documents, a longer deadline or a more urgent priority",
+        needed.as_millis(),
+        own.as_millis(),
+        left.as_millis(),
+        retry_after.as_millis()
+    )]
+    TooLate {
+        needed: std::time::Duration,
+        own: std::time::Duration,
+        left: std::time::Duration,
+        retry_after: std::time::Duration,
+    },
+
     /// The server holds as many bytes of requests as `--max-inflight-bytes`
     /// allows; the client should retry after a while.
     #[error(
@@ -198,7 +218,9 @@ impl Error {
                 Api::Rerankd => tonic::Status::resource_exhausted(message),
                 Api::Tei => tonic::Status::failed_precondition(message),
             },
-            Error::Overloaded { retry_after, .. } | Error::InflightFull { retry_after, .. } => {
+            Error::Overloaded { retry_after, .. }
+            | Error::InflightFull { retry_after, .. }
+            | Error::TooLate { retry_after, .. } => {
                 let mut status = tonic::Status::resource_exhausted(message);
                 let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 if let Ok(value) = seconds.to_string().parse() {
@@ -354,6 +376,19 @@ mod tests {
                 .unwrap(),
             "2"
         );
+        let late = tonic::Status::from(Error::TooLate {
+            needed: std::time::Duration::from_secs(30),
+            own: std::time::Duration::from_secs(25),
+            left: std::time::Duration::from_secs(20),
+            retry_after: std::time::Duration::from_millis(4200),
+        });
+        assert_eq!(late.code(), Code::ResourceExhausted);
+        assert!(late.message().contains("about 30000 ms"), "{late:?}");
+        assert!(
+            late.message().contains("deadline is 20000 ms away"),
+            "{late:?}"
+        );
+        assert_eq!(late.metadata().get("retry-after").unwrap(), "5");
     }
 
     /// TEI's codes differ from rerankd's only for a backend or tokenizer

@@ -21,6 +21,7 @@ use crate::config::InferConfig;
 use crate::error::Error;
 use crate::inflight::{Charge, InflightBytes};
 use crate::model::{Activation, DeviceSpec, Dtype, EncodedPair, ScoreError};
+use crate::token_bound;
 use crate::tokenize::{Abandon, ChunkPlan, EncodedRequest, Fit, Overflow, PairTokenizer, Side};
 
 /// What the server runs, as `ModelInfo` reports it.
@@ -117,6 +118,23 @@ pub struct RerankQuery {
     pub long: LongDocuments,
     /// When the client stops waiting (its gRPC deadline), if it said.
     pub deadline: Option<Instant>,
+    /// Scheduling priority: lower is more urgent (0 normal).
+    pub priority: i32,
+}
+
+/// Priorities a request may ask for: -1000 (most urgent) to 1000.
+pub const PRIORITIES: std::ops::RangeInclusive<i64> = -1000..=1000;
+
+/// A request's priority as the wire gave it, checked against `PRIORITIES`.
+pub fn priority(value: i64) -> Result<i32, Error> {
+    if !PRIORITIES.contains(&value) {
+        return Err(Error::InvalidArgument(format!(
+            "priority {value} is outside {} to {}; lower is more urgent, 0 is normal",
+            PRIORITIES.start(),
+            PRIORITIES.end()
+        )));
+    }
+    Ok(value as i32)
 }
 
 /// A ScorePairs request, already out of its wire format.
@@ -130,6 +148,8 @@ pub struct PairsQuery {
     /// A window shorter than the model's; `None` means the model's.
     pub max_length: Option<usize>,
     pub deadline: Option<Instant>,
+    /// Scheduling priority: lower is more urgent (0 normal).
+    pub priority: i32,
 }
 
 /// One score per pair, in request order.
@@ -252,9 +272,19 @@ impl Infer {
             raw_scores,
             long,
             deadline,
+            priority,
         } = query;
 
         let tokenizer = Arc::clone(&self.tokenizer);
+        // Work that cannot finish in time is refused before it costs any
+        // tokenizing (the batcher checks again with the exact count).
+        let at_least = token_bound::rerank_tokens_at_least(
+            &query,
+            &documents,
+            tokenizer.max_length(),
+            long.max_document_tokens,
+        );
+        self.batcher.check(at_least, deadline, priority).await?;
         let fit = long.fit(tokenizer.max_length(), &self.config);
         // Dropped with this future when the client cancels or times out:
         // the tokenizing thread then stops at the next document.
@@ -266,7 +296,13 @@ impl Infer {
         .await?;
         charge_encoded(&mut charge, &encoded)?;
         let (raw, usage, mut timings) = self
-            .score_encoded(encoded, long.aggregate(), deadline, started, progress)
+            .score_encoded(
+                encoded,
+                long.aggregate(),
+                (deadline, priority),
+                started,
+                progress,
+            )
             .await?;
         let activation = (!raw_scores).then_some(self.info.activation);
         let results = rank(&raw, top_n, activation)
@@ -298,14 +334,28 @@ impl Infer {
             long,
             max_length,
             deadline,
+            priority,
         } = query;
         let tokenizer = Arc::clone(&self.tokenizer);
-        let fit = long.fit(max_length.unwrap_or(tokenizer.max_length()), &self.config);
+        let window = max_length.unwrap_or(tokenizer.max_length());
+        let at_least = token_bound::pairs_tokens_at_least(
+            pairs.iter().map(|(q, d)| (q, d)),
+            window,
+            long.max_document_tokens,
+        );
+        self.batcher.check(at_least, deadline, priority).await?;
+        let fit = long.fit(window, &self.config);
         let (abandon, _abandon_on_drop) = Abandon::new(deadline);
         let encoded = tokenize(move || tokenizer.encode_pairs(&pairs, fit, &abandon)).await?;
         charge_encoded(&mut charge, &encoded)?;
         let (raw, usage, mut timings) = self
-            .score_encoded(encoded, long.aggregate(), deadline, started, None)
+            .score_encoded(
+                encoded,
+                long.aggregate(),
+                (deadline, priority),
+                started,
+                None,
+            )
             .await?;
         let scores = if normalize {
             raw.iter().map(|&s| self.info.activation.apply(s)).collect()
@@ -329,7 +379,7 @@ impl Infer {
         &self,
         encoded: EncodedRequest,
         aggregate: Aggregate,
-        deadline: Option<Instant>,
+        (deadline, priority): (Option<Instant>, i32),
         started: Instant,
         progress: Option<Progress>,
     ) -> Result<(Vec<f32>, Usage, Timings), Error> {
@@ -350,15 +400,15 @@ impl Infer {
             ..
         } = encoded;
         let scored = match progress {
-            None => self.batcher.score(pairs, deadline).await?,
+            None => self.batcher.score(pairs, deadline, priority).await?,
             Some(progress) if !chunked => {
                 self.batcher
-                    .score_with_progress(pairs, deadline, progress)
+                    .score_with_progress(pairs, deadline, priority, progress)
                     .await?
             }
             Some(progress) => {
                 let gather = Gather::new(owners.clone(), inputs, aggregate);
-                self.score_gathering(pairs, deadline, gather, progress)
+                self.score_gathering(pairs, (deadline, priority), gather, progress)
                     .await?
             }
         };
@@ -396,12 +446,14 @@ impl Infer {
     async fn score_gathering(
         &self,
         pairs: Vec<EncodedPair>,
-        deadline: Option<Instant>,
+        (deadline, priority): (Option<Instant>, i32),
         mut gather: Gather,
         progress: Progress,
     ) -> Result<RequestScores, Error> {
         let (windows, mut scored_windows) = mpsc::unbounded_channel();
-        let score = self.batcher.score_with_progress(pairs, deadline, windows);
+        let score = self
+            .batcher
+            .score_with_progress(pairs, deadline, priority, windows);
         tokio::pin!(score);
         let mut forward = |batch: Vec<(usize, f32)>| {
             let done = gather.add(batch);
@@ -671,6 +723,7 @@ mod tests {
             raw_scores: false,
             long: LongDocuments::default(),
             deadline: None,
+            priority: 0,
         };
         let config = InferConfig {
             max_documents: 2,

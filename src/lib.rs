@@ -15,11 +15,14 @@
 //! - [`infer`]: one request from text to ranked results.
 //! - [`tokenize`]: (query, document) text to token ids: truncation and
 //!   splitting long documents into windows.
+//! - [`token_bound`]: a lower bound on a request's tokens from its text,
+//!   for admission before tokenizing.
 //! - [`aggregate`]: window scores back into one score per document.
 //! - [`inflight`]: the in-flight byte budget (`--max-inflight-bytes`).
 //! - [`listener`]: accepting connections: their limit and handshake timeout.
-//! - [`batcher`]: batch sizing (controller), batch cutting (queue), and the
-//!   scheduler that feeds every worker.
+//! - [`batcher`]: batch sizing (controller), batch cutting and the serving
+//!   order (queue), the pace and admission rule (pace), and the scheduler
+//!   that feeds every worker.
 //! - [`worker`]: what runs on a model thread: the thread, split-and-retry on
 //!   out-of-memory, warm-up calibration.
 //! - [`gpu`]: the `MemoryProbe` seam and its NVML implementation.
@@ -43,6 +46,7 @@
 // the benches (benches/) use. The rest is the crate's own.
 pub mod auth;
 pub mod batcher;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod grpc;
@@ -50,6 +54,7 @@ pub mod logging;
 pub mod model;
 pub mod server;
 pub mod serving;
+pub mod token_bound;
 pub mod tokenize;
 
 /// For `fuzz/` and the tests only: reaches the crate's own pieces (request

@@ -209,6 +209,19 @@ impl Collector for BatcherCollector {
             None,
             MetricType::Gauge,
         )?)?;
+        ConstCounter::new(stats.refused_late).encode(encoder.encode_descriptor(
+            "admission_refused_late",
+            "Requests refused at admission because the work ahead and their own would not \
+             finish before their deadline (or --max-queue-time)",
+            None,
+            MetricType::Counter,
+        )?)?;
+        ConstGauge::new(stats.secs_per_token).encode(encoder.encode_descriptor(
+            "seconds_per_token",
+            "The scheduler's running estimate of model time per real token, one worker",
+            None,
+            MetricType::Gauge,
+        )?)?;
         let workers = &stats.workers;
         let labels = |device: &str| DeviceLabels {
             device: device.to_string(),
@@ -228,6 +241,12 @@ impl Collector for BatcherCollector {
             "Padded tokens (pairs x padded length) the next batch may hold",
             MetricType::Gauge,
             |w| ConstGauge::new(w.controller.budget_tokens as i64)
+        );
+        per_device!(
+            "batch_target_tokens",
+            "Most padded tokens per batch by time (0: none, memory alone sizes batches)",
+            MetricType::Gauge,
+            |w| ConstGauge::new(w.target_tokens.unwrap_or(0) as i64)
         );
         per_device!(
             "padded_token_size_bytes",

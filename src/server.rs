@@ -22,6 +22,7 @@ use crate::model::warmup::{load_for_serving, GoldenBatch, LoadPlan, LoadReport};
 use crate::model::{DeviceSpec, Dtype, EncodedPair, ModelDir, PaddedBatch, Scorer};
 use crate::tokenize::{Abandon, Fit, Overflow, PairTokenizer, Side};
 use crate::worker::calibrate::{calibrate, Calibration, CalibrationPlan};
+use crate::worker::speed::{self, Speed, SpeedPlan};
 use crate::worker::thread::ModelThread;
 
 /// A model loaded on every worker, warmed up and ready to serve.
@@ -41,6 +42,8 @@ pub struct WorkerReport {
     pub load: LoadReport,
     /// Bytes per token measured at warm-up (CUDA with NVML only).
     pub calibration: Option<Calibration>,
+    /// The batch target and pace measured at warm-up (`worker::speed`).
+    pub speed: Option<Speed>,
 }
 
 /// Loads the model directory on every device and warms each replica up on
@@ -92,6 +95,11 @@ where
                 pad_token_id: spec.pad_token_id,
                 uses_token_type_ids: spec.uses_token_type_ids,
             },
+            speed: SpeedPlan::new(
+                infer_config.batcher.max_batch_pairs,
+                spec.pad_token_id,
+                spec.uses_token_type_ids,
+            ),
             window_pair: window_pair.clone(),
             device,
             threads,
@@ -132,7 +140,8 @@ where
 struct WorkerPlan {
     load: LoadPlan,
     calibration: CalibrationPlan,
-    /// A window-length pair, for calibration.
+    speed: SpeedPlan,
+    /// A window-length pair, for calibration and the speed measurement.
     window_pair: EncodedPair,
     device: DeviceSpec,
     /// libtorch threads on the model thread (0: libtorch's default).
@@ -153,6 +162,7 @@ where
     let WorkerPlan {
         load,
         calibration: calibration_plan,
+        speed: speed_plan,
         window_pair,
         device,
         threads,
@@ -175,11 +185,12 @@ where
             scorer.release_cached_memory();
             calibrate(&mut scorer, probe.as_mut(), &window_pair, &calibration_plan)
         });
+        let speed = speed::measure(&mut scorer, &window_pair, &speed_plan);
         let reading = probe.as_mut().and_then(|probe| probe.read().ok());
-        Ok((wrap(scorer), probe, (report, calibration, reading)))
+        Ok((wrap(scorer), probe, (report, calibration, speed, reading)))
     })
     .await?;
-    let (report, calibration, reading) = started;
+    let (report, calibration, speed, reading) = started;
     let warmed_tokens = calibration
         .as_ref()
         .and_then(|c| c.steps.iter().map(|step| step.0).max())
@@ -190,11 +201,13 @@ where
         reading,
         bytes_per_token: calibration.as_ref().map(|c| c.bytes_per_token),
         warmed_tokens,
+        speed,
     };
     let report = WorkerReport {
         device,
         load: report,
         calibration,
+        speed,
     };
     Ok((model_thread, worker, report))
 }
@@ -377,6 +390,24 @@ fn log_report(dir: &ModelDir, worker: &WorkerReport) {
     }
     if let Some(reason) = &report.fallback {
         tracing::warn!(%reason, "serving in fp32: the requested precision failed the golden gate");
+    }
+    match worker.speed {
+        Some(speed) if speed.target_tokens != usize::MAX => tracing::info!(
+            device = %worker.device,
+            target_tokens = speed.target_tokens,
+            tokens_per_sec = (1.0 / speed.secs_per_token) as u64,
+            "batch target: the smallest batch at 95% of the throughput plateau"
+        ),
+        Some(speed) => tracing::info!(
+            device = %worker.device,
+            tokens_per_sec = (1.0 / speed.secs_per_token) as u64,
+            "no batch target: throughput still grew at the largest batch measured, so memory \
+             alone sizes batches"
+        ),
+        None => tracing::warn!(
+            device = %worker.device,
+            "could not measure the model's speed; batches are sized by memory alone"
+        ),
     }
     match &worker.calibration {
         Some(calibration) => tracing::info!(

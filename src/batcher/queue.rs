@@ -1,15 +1,20 @@
 //! `Queue`: the pairs of every queued request, and the rule that cuts the
 //! next batch from them.
 //!
-//! Owns: which pairs go together. A batch is anchored on the next request in
-//! turn (round-robin over requests, so a 5-document request that arrives
-//! behind a 5,000-document one waits for at most one batch per request ahead
-//! of it for each of its pairs), then fills up with the queued pairs closest
-//! in length to the anchor, while pairs × longest ≤ the token budget, pairs ≤
-//! the pair cap, and real ÷ padded tokens stays above a floor (on CPU a
-//! smaller well-matched batch costs nothing per pair; a padded one wastes
-//! compute everywhere). Each
-//! request's pairs are kept shortest first, and only the first
+//! Owns: which pairs go together, and in what order requests are served. A
+//! batch is anchored on the most urgent request: the lowest priority value
+//! first, then, among equals, any request whose slowdown could pass the
+//! aging bound (oldest first), then the least remaining work (real tokens of
+//! its pairs not yet cut; shortest remaining processing time, which
+//! minimises mean response time), then arrival. The batch takes the anchor
+//! request's own pairs first (so a short request is done in as few batches
+//! as its size needs), then fills up with the queued pairs closest in length
+//! to the anchor, while pairs × longest ≤ the token budget, pairs ≤ the pair
+//! cap, and real ÷ padded tokens stays above a floor (on CPU a smaller
+//! well-matched batch costs nothing per pair; a padded one wastes compute
+//! everywhere). While a request shorter than the anchor waits (priority or
+//! aging put the anchor first), the budget is halved, so it waits less.
+//! Each request's pairs are kept shortest first, and only the first
 //! `window_per_request` of each are candidates, so cutting stays cheap.
 //! Must never: read a clock (time is passed in), hold texts or tensors (only
 //! ids and lengths), or block.
@@ -51,8 +56,73 @@ struct QueuedRequest {
     id: RequestId,
     arrived: Instant,
     deadline: Option<Instant>,
+    /// Lower is more urgent.
+    priority: i32,
+    /// Real tokens of all its pairs when it arrived (its work alone).
+    total_tokens: usize,
+    /// Real tokens of its pairs not yet cut.
+    remaining_tokens: usize,
     /// (index, tokens), shortest first.
     pairs: Vec<(usize, usize)>,
+}
+
+/// What the aging guard needs to estimate a request's slowdown: its
+/// latency so far plus what is left, over its time alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Aging {
+    pub now: Instant,
+    /// Model time of one real token (the scheduler's running estimate).
+    pub secs_per_token: f64,
+    /// Time alone of a request beyond its tokens (its smallest latency).
+    pub floor_secs: f64,
+    /// A request whose (waited + remaining) ÷ alone passes this goes ahead
+    /// of every request of its priority that has not.
+    pub max_slowdown: f64,
+}
+
+impl Aging {
+    /// No aging: the order is priority, then remaining work.
+    pub fn off(now: Instant) -> Aging {
+        Aging {
+            now,
+            secs_per_token: 0.0,
+            floor_secs: 1.0,
+            max_slowdown: f64::INFINITY,
+        }
+    }
+
+    /// A request's time alone, in seconds.
+    fn alone(&self, tokens: usize) -> f64 {
+        self.floor_secs + tokens as f64 * self.secs_per_token
+    }
+
+    fn aged(&self, request: &QueuedRequest) -> bool {
+        if !self.max_slowdown.is_finite() {
+            return false;
+        }
+        let waited = self
+            .now
+            .saturating_duration_since(request.arrived)
+            .as_secs_f64();
+        let left = request.remaining_tokens as f64 * self.secs_per_token;
+        (waited + left) / self.alone(request.total_tokens) > self.max_slowdown
+    }
+}
+
+/// A request's place in the serving order: smaller goes first.
+type Rank = (i32, u8, u64, RequestId);
+
+fn rank(request: &QueuedRequest, aging: &Aging) -> Rank {
+    if aging.aged(request) {
+        (request.priority, 0, request.id, request.id)
+    } else {
+        (
+            request.priority,
+            1,
+            request.remaining_tokens as u64,
+            request.id,
+        )
+    }
 }
 
 /// A batch is small, for the overhead rule, while its padded tokens are
@@ -63,8 +133,6 @@ const SMALL_BATCH_OVERHEADS: usize = 10;
 pub struct Queue {
     /// In arrival order.
     requests: Vec<QueuedRequest>,
-    /// The request the last batch was anchored on.
-    last_anchor: Option<RequestId>,
     window_per_request: usize,
     /// A pair joins a batch only if the batch's real ÷ padded tokens stays
     /// at least this.
@@ -82,7 +150,6 @@ impl Queue {
     pub fn new(window_per_request: usize, min_padding_efficiency: f64) -> Self {
         Queue {
             requests: Vec::new(),
-            last_anchor: None,
             window_per_request: window_per_request.max(1),
             min_padding_efficiency,
             overhead_tokens: 0,
@@ -97,7 +164,8 @@ impl Queue {
         self
     }
 
-    /// Queues a request's pairs, given their lengths in tokens.
+    /// Queues a request's pairs, given their lengths in tokens, at the
+    /// normal priority (0).
     pub fn push(
         &mut self,
         id: RequestId,
@@ -105,18 +173,50 @@ impl Queue {
         deadline: Option<Instant>,
         lengths: &[usize],
     ) {
+        self.push_with_priority(id, arrived, deadline, 0, lengths);
+    }
+
+    /// Queues a request's pairs at `priority` (lower is more urgent).
+    pub fn push_with_priority(
+        &mut self,
+        id: RequestId,
+        arrived: Instant,
+        deadline: Option<Instant>,
+        priority: i32,
+        lengths: &[usize],
+    ) {
         let mut pairs: Vec<(usize, usize)> = lengths.iter().copied().enumerate().collect();
         pairs.sort_by_key(|&(index, tokens)| (tokens, index));
+        let tokens = lengths.iter().sum::<usize>();
         self.queued_pairs += pairs.len();
-        self.queued_tokens += lengths.iter().sum::<usize>();
+        self.queued_tokens += tokens;
         if !pairs.is_empty() {
             self.requests.push(QueuedRequest {
                 id,
                 arrived,
                 deadline,
+                priority,
+                total_tokens: tokens,
+                remaining_tokens: tokens,
                 pairs,
             });
         }
+    }
+
+    /// Real tokens queued that a new request of `priority` and `tokens` of
+    /// work would wait behind: every more urgent request's, and of its own
+    /// priority every request with no more work left, or aged past the
+    /// bound. (A request arriving later with less work would still pass
+    /// it; admission leaves that to the deadline margin.)
+    pub fn tokens_ahead(&self, priority: i32, tokens: usize, aging: &Aging) -> usize {
+        self.requests
+            .iter()
+            .filter(|r| {
+                r.priority < priority
+                    || (r.priority == priority && (r.remaining_tokens <= tokens || aging.aged(r)))
+            })
+            .map(|r| r.remaining_tokens)
+            .sum()
     }
 
     pub fn queued_pairs(&self) -> usize {
@@ -176,27 +276,64 @@ impl Queue {
         self.queued_pairs >= max_pairs || self.queued_tokens >= budget_tokens
     }
 
+    /// Cuts the next batch with no aging guard (priority, then remaining
+    /// work), or `None` when nothing is queued.
+    pub fn cut(&mut self, budget_tokens: usize, max_pairs: usize) -> Option<Batch> {
+        self.cut_aging(
+            budget_tokens,
+            max_pairs,
+            &Aging::off(self.oldest_arrival()?),
+        )
+    }
+
+    /// Whether a request of the anchor's priority that `cut_aging` would
+    /// not anchor next has less work left than the one it would (aging put
+    /// it behind): its batch is then cut at half the budget, and the
+    /// scheduler cuts no batch ahead for a busy worker. (A less urgent
+    /// request waits as long as more urgent work is queued.)
+    pub fn shorter_waits(&self, aging: &Aging) -> bool {
+        match self.next_anchor(aging) {
+            Some(anchor) => {
+                let anchor = &self.requests[anchor];
+                self.requests.iter().any(|r| {
+                    r.priority == anchor.priority && r.remaining_tokens < anchor.remaining_tokens
+                })
+            }
+            None => false,
+        }
+    }
+
     /// Cuts the next batch, or `None` when nothing is queued. The anchor pair
     /// is always taken, even alone over the budget: a single pair must be
     /// tried.
-    pub fn cut(&mut self, budget_tokens: usize, max_pairs: usize) -> Option<Batch> {
-        let anchor_position = self.next_anchor()?;
+    pub fn cut_aging(
+        &mut self,
+        budget_tokens: usize,
+        max_pairs: usize,
+        aging: &Aging,
+    ) -> Option<Batch> {
+        let anchor_position = self.next_anchor(aging)?;
+        let budget_tokens = if self.shorter_waits(aging) {
+            budget_tokens / 2
+        } else {
+            budget_tokens
+        };
         let anchor_request = self.requests[anchor_position].id;
         let (anchor_index, anchor_tokens) = self.requests[anchor_position].pairs[0];
-        self.last_anchor = Some(anchor_request);
 
-        // Candidates: the first pairs of every request, nearest the anchor's
-        // length first, older requests first among equals. (Taking the
-        // anchor request's own pairs first served small requests in fewer
-        // batches but cost a third of the padding efficiency on a workload of
-        // many small mixed-length requests: benches/batcher.rs.)
-        let mut candidates: Vec<(usize, BatchItem)> = Vec::new();
+        // Candidates: the first pairs of every request, the anchor request's
+        // own first (shortest first: they are kept sorted), then nearest the
+        // anchor's length, older requests first among equals. The anchor's
+        // own pairs first finish a short request in one batch where its size
+        // allows; the padding floor still bounds what they cost.
+        let mut candidates: Vec<(bool, usize, BatchItem)> = Vec::new();
         for (position, request) in self.requests.iter().enumerate() {
             for &(index, tokens) in request.pairs.iter().take(self.window_per_request) {
                 if request.id == anchor_request && index == anchor_index {
                     continue;
                 }
                 candidates.push((
+                    request.id != anchor_request,
                     position,
                     BatchItem {
                         request: request.id,
@@ -206,7 +343,9 @@ impl Queue {
                 ));
             }
         }
-        candidates.sort_by_key(|(position, item)| (item.tokens.abs_diff(anchor_tokens), *position));
+        candidates.sort_by_key(|(other, position, item)| {
+            (*other, item.tokens.abs_diff(anchor_tokens), *position)
+        });
 
         let mut items = vec![BatchItem {
             request: anchor_request,
@@ -215,7 +354,7 @@ impl Queue {
         }];
         let mut padded_len = anchor_tokens;
         let mut real_tokens = anchor_tokens;
-        for (_, item) in candidates {
+        for (_, _, item) in candidates {
             if items.len() >= max_pairs.max(1) {
                 break;
             }
@@ -236,21 +375,20 @@ impl Queue {
         Some(Batch { items, padded_len })
     }
 
-    /// The position of the first request after the last anchor, wrapping.
-    fn next_anchor(&self) -> Option<usize> {
-        if self.requests.is_empty() {
-            return None;
-        }
-        let after_last = self
-            .last_anchor
-            .and_then(|last| self.requests.iter().position(|r| r.id > last));
-        Some(after_last.unwrap_or(0))
+    /// The position of the most urgent request (`rank`).
+    fn next_anchor(&self, aging: &Aging) -> Option<usize> {
+        self.requests
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, request)| rank(request, aging))
+            .map(|(position, _)| position)
     }
 
     fn take(&mut self, items: &[BatchItem]) {
         for item in items {
             if let Some(request) = self.requests.iter_mut().find(|r| r.id == item.request) {
                 request.pairs.retain(|&(index, _)| index != item.index);
+                request.remaining_tokens -= item.tokens;
             }
             self.queued_pairs -= 1;
             self.queued_tokens -= item.tokens;
@@ -346,7 +484,7 @@ mod tests {
         // A big batch is not small: the floor alone decides there.
         let mut queue = Queue::new(64, 0.95).with_batch_overhead(48);
         queue.push(1, Instant::now(), None, &[100; 6]);
-        queue.push(2, Instant::now(), None, &[60]);
+        queue.push_with_priority(2, Instant::now(), None, 1, &[60]);
         let sizes: Vec<usize> = drain(&mut queue, 4096, 32)
             .iter()
             .map(|b| b.items.len())
@@ -386,17 +524,101 @@ mod tests {
             left -= batch.items.iter().filter(|i| i.request == 2).count();
             batches_until_done += 1;
         }
-        // Every other batch is anchored on it, so its 5 pairs take at most
-        // 10 batches; first-come first-served would take 154.
-        assert!(
-            batches_until_done <= 10,
-            "took {batches_until_done} batches"
+        // It has the least work left, so the next batch is anchored on it
+        // and takes its own pairs first: one batch. Round-robin took up to
+        // 10, first-come first-served 154.
+        assert_eq!(batches_until_done, 1, "took {batches_until_done} batches");
+    }
+
+    /// The requests each batch holds pairs of, in cut order.
+    fn anchors(queue: &mut Queue, budget: usize, aging: &Aging) -> Vec<RequestId> {
+        std::iter::from_fn(|| queue.cut_aging(budget, 32, aging))
+            .map(|batch| batch.items[0].request)
+            .collect()
+    }
+
+    #[test]
+    fn the_least_remaining_work_goes_first_and_priority_before_it() {
+        let now = Instant::now();
+        let mut queue = Queue::new(64, 0.0);
+        queue.push(1, now, None, &[100; 8]);
+        queue.push(2, now, None, &[100; 2]);
+        queue.push(3, now, None, &[100; 4]);
+        // 200 tokens a batch: two pairs of 100.
+        assert_eq!(
+            anchors(&mut queue, 200, &Aging::off(now)),
+            [2, 3, 3, 1, 1, 1, 1]
+        );
+
+        let mut queue = Queue::new(64, 0.0);
+        queue.push_with_priority(1, now, None, 1, &[100; 2]);
+        queue.push_with_priority(2, now, None, 0, &[100; 6]);
+        queue.push_with_priority(3, now, None, -1, &[100; 4]);
+        assert_eq!(
+            anchors(&mut queue, 200, &Aging::off(now)),
+            [3, 3, 2, 2, 2, 1]
         );
     }
 
+    #[test]
+    fn a_request_past_the_slowdown_bound_goes_before_shorter_ones() {
+        let start = Instant::now();
+        let aging = |now| Aging {
+            now,
+            secs_per_token: 0.001,
+            floor_secs: 1.0,
+            max_slowdown: 4.0,
+        };
+        let first =
+            |queue: &Queue, now| queue.next_anchor(&aging(now)).map(|p| queue.requests[p].id);
+        let mut queue = Queue::new(64, 0.0);
+        // 1,000 tokens: 2 s alone; 100 tokens: 1.1 s alone.
+        queue.push(1, start, None, &[100; 10]);
+        queue.push(2, start + Duration::from_secs(6), None, &[100]);
+        // At 6.5 s, request 1's slowdown is (6.5 + 1) ÷ 2 < 4: least work
+        // first.
+        assert_eq!(first(&queue, start + Duration::from_millis(6500)), Some(2));
+        // At 7.5 s it is (7.5 + 1) ÷ 2 > 4 (request 2's is 1.6 ÷ 1.1): it
+        // goes first, although request 2 has less left.
+        let at = start + Duration::from_millis(7500);
+        assert_eq!(first(&queue, at), Some(1));
+        // Cut under that order with request 2 waiting behind: the budget is
+        // halved (one pair of 100 in a budget of 200).
+        assert!(queue.shorter_waits(&aging(at)));
+        let batch = queue.cut_aging(200, 32, &aging(at)).unwrap();
+        assert_eq!(batch.items.len(), 1);
+        assert_eq!(batch.items[0].request, 1);
+        // Aging never crosses priorities.
+        let mut queue = Queue::new(64, 0.0);
+        queue.push_with_priority(1, start, None, 1, &[100; 10]);
+        queue.push_with_priority(2, at, None, 0, &[100; 20]);
+        assert_eq!(first(&queue, start + Duration::from_secs(3600)), Some(2));
+    }
+
+    #[test]
+    fn the_work_ahead_of_a_new_request_counts_what_goes_before_it() {
+        let now = Instant::now();
+        let mut queue = Queue::new(64, 0.0);
+        queue.push_with_priority(1, now, None, 0, &[100; 4]);
+        queue.push_with_priority(2, now, None, 0, &[50; 2]);
+        queue.push_with_priority(3, now, None, -1, &[10; 30]);
+        queue.push_with_priority(4, now, None, 1, &[10]);
+        let off = Aging::off(now);
+        // A request of 150 tokens at priority 0 waits for request 3 (more
+        // urgent) and request 2 (less work), not for 1 or 4.
+        assert_eq!(queue.tokens_ahead(0, 150, &off), 300 + 100);
+        assert_eq!(queue.tokens_ahead(0, 1000, &off), 300 + 100 + 400);
+        assert_eq!(queue.tokens_ahead(-1, 1, &off), 0);
+        assert_eq!(queue.tokens_ahead(2, 1, &off), 810);
+        // What is cut no longer counts: request 3's 300 tokens.
+        queue.cut_aging(300, 64, &off).unwrap();
+        assert_eq!(queue.tokens_ahead(0, 150, &off), 100);
+    }
+
     /// Queues `requests` requests of `pairs` pairs with lengths in
-    /// `min..=max`, drains them with no padding floor (so the nearest-length
-    /// rule alone is measured) and asserts real ÷ padded tokens ≥ 0.9.
+    /// `min..=max`, drains them under CUDA's padding floor (0.85, the looser
+    /// default: a floor of 0 would let the anchor request's own pairs pad
+    /// without bound) and asserts real ÷ padded tokens ≥ 0.9.
     fn check_padding(
         requests: u64,
         pairs: usize,
@@ -405,7 +627,7 @@ mod tests {
         cap: usize,
     ) {
         let now = Instant::now();
-        let mut queue = Queue::new(256, 0.0);
+        let mut queue = Queue::new(256, 0.85);
         for request in 0..requests {
             queue.push(request, now, None, &lengths(request + 100, pairs, min, max));
         }

@@ -4,7 +4,10 @@
 //! worker (one ahead of the one computing, when the queue can fill it), and
 //! routes each row's score back to its request.
 //!
-//! Owns: admission (a bound on queued pairs), the max-queue-delay wait,
+//! Owns: admission (a bound on queued pairs, and a deadline check against
+//! the estimated work ahead: `pace`), the max-queue-delay wait, the batch
+//! size target per worker and the aging guard passed to the queue, whether
+//! a batch is cut ahead for a busy worker,
 //! which worker runs the next batch, dropping the work of requests whose
 //! client has gone or whose deadline has passed, feeding batch outcomes
 //! and memory readings to each worker's controller, and taking a worker out
@@ -13,13 +16,14 @@
 //! a row (each such batch's requests fail INTERNAL, as any failed batch's
 //! do); the others go on, on the workers left; with none left, every queued
 //! and new request fails UNAVAILABLE. The count of live workers is
-//! published. Must never: block (it is a tokio task: libtorch
+//! published, and set to 0 if the scheduler task itself ends early (a
+//! panic): `Batcher::start` supervises it. Must never: block (it is a tokio task: libtorch
 //! and NVML run on the model threads), tokenize, know about tonic, send a
 //! batch to a worker taken out of service, or stop while its callers remain
 //! because a worker stopped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,10 +31,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::controller::{Controller, ControllerConfig, ControllerState};
 use super::histogram::{Histogram, BATCH_PAIRS, BATCH_TOKENS};
-use super::queue::{Queue, RequestId};
+use super::pace::{Infeasible, Pace};
+use super::queue::{Aging, Queue, RequestId};
 use crate::error::Error;
 use crate::gpu::MemoryReading;
 use crate::model::{EncodedPair, PaddedBatch, ScoreError};
+use crate::worker::speed::Speed;
 use crate::worker::thread::{ModelClient, ScoredBatch};
 
 /// How the scheduler batches. `Default` is the one home of these defaults
@@ -61,6 +67,18 @@ pub struct BatcherConfig {
     /// an error that is neither out-of-memory nor a broken device) is taken
     /// out of service; a batch scored resets the count. 0: never.
     pub max_failed_batches: usize,
+    /// A request with no deadline of its own gets this one: admission
+    /// refuses it when the work ahead would not let it finish in time, and
+    /// the queue drops it when it passes.
+    pub max_queue_time: Duration,
+    /// The aging guard: a request whose (waited + remaining) ÷ time alone
+    /// passes this goes ahead of every request of its priority that has not
+    /// (`queue::Aging`).
+    pub max_slowdown: f64,
+    /// Most padded tokens per batch, whatever memory allows: 0 takes each
+    /// worker's start-up measurement (the smallest batch at 95% of the
+    /// throughput plateau, `worker::speed`).
+    pub batch_target_tokens: usize,
     /// Padding value and whether the model takes token_type_ids.
     pub pad_token_id: i64,
     pub uses_token_type_ids: bool,
@@ -78,6 +96,9 @@ impl Default for BatcherConfig {
             batch_overhead_tokens: 0,
             controller: ControllerConfig::default(),
             max_failed_batches: 5,
+            max_queue_time: Duration::from_secs(60),
+            max_slowdown: 4.0,
+            batch_target_tokens: 0,
             pad_token_id: 0,
             uses_token_type_ids: true,
         }
@@ -96,7 +117,19 @@ pub struct Worker {
     /// The largest batch run at warm-up, in padded tokens (its memory stays
     /// with the allocator, usable by batches).
     pub warmed_tokens: usize,
+    /// The start-up speed measurement, when one ran.
+    pub speed: Option<Speed>,
 }
+
+/// Without a measurement: a batch target this large leaves the memory
+/// budget alone in charge, and this pace (a CPU's order of magnitude) seeds
+/// the estimate until batches correct it.
+const UNMEASURED_TARGET_TOKENS: usize = usize::MAX;
+const UNMEASURED_SECS_PER_TOKEN: f64 = 2e-4;
+
+/// The time alone of any request, beyond its tokens (tokenizing, the call):
+/// the aging guard divides by at least this.
+const ALONE_FLOOR_SECS: f64 = 0.02;
 
 /// A request's scores, one per pair in its order, and where its time went.
 #[derive(Debug)]
@@ -123,6 +156,10 @@ pub struct WorkerStats {
     pub splits: u64,
     /// Model time spent on batches.
     pub busy: Duration,
+    /// Most padded tokens per batch by time (`BatcherConfig::
+    /// batch_target_tokens`, or the start-up measurement); `None`: not
+    /// measured, memory alone sizes batches.
+    pub target_tokens: Option<usize>,
     /// Why the worker was taken out of service (its device failed, or its
     /// model thread stopped); `None` while it serves.
     pub out_of_service: Option<String>,
@@ -133,16 +170,36 @@ pub struct WorkerStats {
 pub struct BatcherStats {
     /// Pairs admitted and not yet answered.
     pub queued_pairs: usize,
+    /// The running estimate of model time per real token (one worker).
+    pub secs_per_token: f64,
+    /// Requests refused because their deadline would pass before the work
+    /// ahead of them and their own were done.
+    pub refused_late: u64,
     /// One per worker, in `--devices` order.
     pub workers: Vec<WorkerStats>,
 }
 
 struct Submission {
     pairs: Vec<EncodedPair>,
-    deadline: Option<Instant>,
+    deadline: Instant,
+    priority: i32,
     arrived: Instant,
     reply: oneshot::Sender<Result<RequestScores, Error>>,
     progress: Option<Progress>,
+}
+
+/// A question for the scheduler, before a request is tokenized: could
+/// `tokens` of work at `priority` finish by `deadline`?
+struct Check {
+    tokens: usize,
+    priority: i32,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<(), Error>>,
+}
+
+enum Message {
+    Submit(Submission),
+    Check(Check),
 }
 
 /// Where a request's scores go as each batch finishes: (pair index, raw
@@ -153,12 +210,24 @@ pub type Progress = mpsc::UnboundedSender<Vec<(usize, f32)>>;
 /// Cheap to clone: every request path holds one.
 #[derive(Clone)]
 pub struct Batcher {
-    submissions: mpsc::UnboundedSender<Submission>,
+    submissions: mpsc::UnboundedSender<Message>,
     queued_pairs: Arc<AtomicUsize>,
     max_queued_pairs: usize,
+    max_queue_time: Duration,
     retry_after: Duration,
     stats: Arc<std::sync::Mutex<Vec<WorkerStats>>>,
+    shared: Arc<Shared>,
     live_workers: watch::Receiver<usize>,
+}
+
+/// What the scheduler publishes beyond the workers' stats.
+struct Shared {
+    /// `Pace::secs_per_token`, as f64 bits.
+    secs_per_token: AtomicU64,
+    refused_late: AtomicU64,
+    /// Why the scheduler task ended, once it has (it ends early only by a
+    /// bug: a panic).
+    stopped: std::sync::Mutex<Option<String>>,
 }
 
 impl Batcher {
@@ -170,7 +239,23 @@ impl Batcher {
         let queued_pairs = Arc::new(AtomicUsize::new(0));
         let mut running = Vec::new();
         let mut stats = Vec::new();
+        let measured: Vec<f64> = workers
+            .iter()
+            .filter_map(|w| w.speed.map(|s| s.secs_per_token))
+            .collect();
+        let pace = Pace::new(if measured.is_empty() {
+            UNMEASURED_SECS_PER_TOKEN
+        } else {
+            measured.iter().sum::<f64>() / measured.len() as f64
+        });
         for worker in workers {
+            let target_tokens = match config.batch_target_tokens {
+                0 => worker
+                    .speed
+                    .map(|s| s.target_tokens)
+                    .filter(|&t| t != UNMEASURED_TARGET_TOKENS),
+                fixed => Some(fixed),
+            };
             let controller = Controller::new(config.controller.clone(), worker.reading)
                 .calibrated(worker.bytes_per_token)
                 .warmed_up(worker.warmed_tokens);
@@ -185,13 +270,16 @@ impl Batcher {
                 batch_tokens: Histogram::new(BATCH_TOKENS),
                 splits: 0,
                 busy: Duration::ZERO,
+                target_tokens,
                 out_of_service: None,
             });
             running.push(RunningWorker {
                 device: worker.device,
                 model: worker.model,
                 controller,
+                target_tokens: target_tokens.unwrap_or(UNMEASURED_TARGET_TOKENS),
                 in_flight: 0,
+                in_flight_tokens: 0,
                 closed: false,
                 failed_in_a_row: 0,
                 out_of_service: None,
@@ -199,12 +287,20 @@ impl Batcher {
         }
         let stats = Arc::new(std::sync::Mutex::new(stats));
         let (live, live_workers) = watch::channel(running.len());
+        let live = Arc::new(live);
+        let shared = Arc::new(Shared {
+            secs_per_token: AtomicU64::new(pace.secs_per_token().to_bits()),
+            refused_late: AtomicU64::new(0),
+            stopped: std::sync::Mutex::new(None),
+        });
         let batcher = Batcher {
             submissions,
             queued_pairs: Arc::clone(&queued_pairs),
             max_queued_pairs: config.max_queued_pairs,
+            max_queue_time: config.max_queue_time,
             retry_after: config.retry_after,
             stats: Arc::clone(&stats),
+            shared: Arc::clone(&shared),
             live_workers,
         };
         let scheduler = Scheduler {
@@ -215,20 +311,26 @@ impl Batcher {
             next_id: 0,
             queued_pairs,
             stats,
-            live,
+            live: Arc::clone(&live),
+            shared: Arc::clone(&shared),
+            pace,
             config,
         };
-        tokio::spawn(scheduler.run(incoming));
+        supervise(tokio::spawn(scheduler.run(incoming)), live, shared);
         batcher
     }
 
-    /// Scores `pairs` as part of whatever batches the scheduler cuts.
+    /// Scores `pairs` as part of whatever batches the scheduler cuts, in
+    /// the order `priority` (lower first) and their work put them; refused
+    /// when the work ahead would not let them finish by `deadline`
+    /// (`--max-queue-time` from now when `None`).
     pub async fn score(
         &self,
         pairs: Vec<EncodedPair>,
         deadline: Option<Instant>,
+        priority: i32,
     ) -> Result<RequestScores, Error> {
-        self.submit(pairs, deadline, None).await
+        self.submit(pairs, deadline, priority, None).await
     }
 
     /// `score`, also sending each batch's scores of this request to
@@ -237,17 +339,62 @@ impl Batcher {
         &self,
         pairs: Vec<EncodedPair>,
         deadline: Option<Instant>,
+        priority: i32,
         progress: Progress,
     ) -> Result<RequestScores, Error> {
-        self.submit(pairs, deadline, Some(progress)).await
+        self.submit(pairs, deadline, priority, Some(progress)).await
+    }
+
+    /// Whether a request of about `tokens` real tokens (a lower bound,
+    /// before tokenizing) at `priority` could finish by `deadline` behind
+    /// the work queued now: the same rule as admission, asked before the
+    /// request costs any tokenizing.
+    pub async fn check(
+        &self,
+        tokens: usize,
+        deadline: Option<Instant>,
+        priority: i32,
+    ) -> Result<(), Error> {
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + self.max_queue_time);
+        let (reply, answer) = oneshot::channel();
+        let check = Check {
+            tokens,
+            priority,
+            deadline,
+            reply,
+        };
+        if self.submissions.send(Message::Check(check)).is_err() {
+            return Err(self.stopped());
+        }
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// What a request gets once the scheduler task has ended.
+    fn stopped(&self) -> Error {
+        let reason = self
+            .shared
+            .stopped
+            .lock()
+            .expect("the stop reason's lock is never held across a panic")
+            .clone();
+        Error::Unavailable(match reason {
+            Some(reason) => format!(
+                "the batch scheduler stopped ({reason}); this server cannot score until it is \
+                 restarted"
+            ),
+            None => "the batch scheduler has stopped".into(),
+        })
     }
 
     async fn submit(
         &self,
         pairs: Vec<EncodedPair>,
         deadline: Option<Instant>,
+        priority: i32,
         progress: Option<Progress>,
     ) -> Result<RequestScores, Error> {
+        let arrived = Instant::now();
+        let deadline = deadline.unwrap_or(arrived + self.max_queue_time);
         let count = pairs.len();
         let before = self.queued_pairs.fetch_add(count, Ordering::SeqCst);
         if before + count > self.max_queued_pairs && before > 0 {
@@ -261,17 +408,16 @@ impl Batcher {
         let submission = Submission {
             pairs,
             deadline,
-            arrived: Instant::now(),
+            priority,
+            arrived,
             reply,
             progress,
         };
-        if self.submissions.send(submission).is_err() {
+        if self.submissions.send(Message::Submit(submission)).is_err() {
             self.queued_pairs.fetch_sub(count, Ordering::SeqCst);
-            return Err(Error::Unavailable("the batcher has stopped".into()));
+            return Err(self.stopped());
         }
-        answer
-            .await
-            .map_err(|_| Error::Unavailable("the batcher stopped before answering".into()))?
+        answer.await.map_err(|_| self.stopped())?
     }
 
     /// How many workers are in service, updated as workers are taken out
@@ -288,9 +434,45 @@ impl Batcher {
             .clone();
         BatcherStats {
             queued_pairs: self.queued_pairs.load(Ordering::SeqCst),
+            secs_per_token: f64::from_bits(self.shared.secs_per_token.load(Ordering::Relaxed)),
+            refused_late: self.shared.refused_late.load(Ordering::Relaxed),
             workers,
         }
     }
+}
+
+/// Watches the scheduler task: should it end by a panic (a bug), the stop
+/// reason is kept for every caller's UNAVAILABLE, and the live workers go
+/// to 0, so health says NOT_SERVING. Ending because every `Batcher` was
+/// dropped, or the runtime shutting down, is the normal end.
+fn supervise(
+    task: tokio::task::JoinHandle<()>,
+    live: Arc<watch::Sender<usize>>,
+    shared: Arc<Shared>,
+) {
+    tokio::spawn(async move {
+        let Err(error) = task.await else { return };
+        if !error.is_panic() {
+            return;
+        }
+        let panic = error.into_panic();
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        let reason = format!("it panicked: {message}");
+        tracing::error!(
+            %reason,
+            "the batch scheduler stopped: every request is refused with UNAVAILABLE and health \
+             says NOT_SERVING until the server is restarted"
+        );
+        *shared
+            .stopped
+            .lock()
+            .expect("the stop reason's lock is never held across a panic") = Some(reason);
+        live.send_replace(0);
+    });
 }
 
 struct PendingRequest {
@@ -307,17 +489,22 @@ struct PendingRequest {
 /// The rows of one batch in flight: (request, pair index).
 type Rows = Vec<(RequestId, usize)>;
 
-/// A batch's answer: which worker ran it, its rows, and the model's answer
-/// (`None` when the model thread stopped).
-type Completion = (usize, Rows, Option<ScoredBatch>);
+/// A batch's answer: which worker ran it, its rows, their real tokens, and
+/// the model's answer (`None` when the model thread stopped).
+type Completion = (usize, Rows, usize, Option<ScoredBatch>);
 
 struct RunningWorker {
     device: String,
     model: ModelClient,
     controller: Controller,
+    /// Most padded tokens per batch by time (`UNMEASURED_TARGET_TOKENS`:
+    /// no limit but memory's).
+    target_tokens: usize,
     /// Batches handed to its model thread and not yet answered (at most 2:
     /// one computing, one waiting).
     in_flight: usize,
+    /// Their real tokens.
+    in_flight_tokens: usize,
     /// Its model thread refused a batch (its queue is closed): no batch goes
     /// to it; once its batches in flight are answered it is taken out.
     closed: bool,
@@ -331,6 +518,12 @@ impl RunningWorker {
     /// Whether a batch may be sent to it.
     fn serves(&self) -> bool {
         !self.closed && self.out_of_service.is_none()
+    }
+
+    /// Most padded tokens its next batch may hold: memory's budget or the
+    /// time target, whichever is smaller.
+    fn batch_tokens(&self) -> usize {
+        self.controller.budget_tokens().min(self.target_tokens)
     }
 }
 
@@ -364,12 +557,14 @@ struct Scheduler {
     queued_pairs: Arc<AtomicUsize>,
     stats: Arc<std::sync::Mutex<Vec<WorkerStats>>>,
     /// How many workers are not out of service.
-    live: watch::Sender<usize>,
+    live: Arc<watch::Sender<usize>>,
+    shared: Arc<Shared>,
+    pace: Pace,
     config: BatcherConfig,
 }
 
 impl Scheduler {
-    async fn run(mut self, mut incoming: mpsc::UnboundedReceiver<Submission>) {
+    async fn run(mut self, mut incoming: mpsc::UnboundedReceiver<Message>) {
         let (done, mut completions) = mpsc::unbounded_channel::<Completion>();
         let mut open = true;
         loop {
@@ -395,14 +590,30 @@ impl Scheduler {
                 break;
             }
             tokio::select! {
-                submission = incoming.recv(), if open => match submission {
-                    Some(submission) => self.admit(submission),
+                message = incoming.recv(), if open => match message {
+                    Some(Message::Submit(submission)) => self.admit(submission),
+                    Some(Message::Check(check)) => {
+                        let answer = self.feasible(
+                            check.priority,
+                            check.tokens,
+                            check.deadline,
+                            Instant::now(),
+                        );
+                        let _ = check.reply.send(answer);
+                    }
                     None => open = false,
                 },
-                Some((worker, rows, scored)) = completions.recv() => {
+                Some((worker, rows, real_tokens, scored)) = completions.recv() => {
                     self.workers[worker].in_flight -= 1;
+                    self.workers[worker].in_flight_tokens -= real_tokens;
                     match scored {
-                        Some(scored) => self.complete(worker, rows, scored),
+                        Some(scored) => {
+                            self.pace.on_batch(real_tokens, scored.inference);
+                            self.shared
+                                .secs_per_token
+                                .store(self.pace.secs_per_token().to_bits(), Ordering::Relaxed);
+                            self.complete(worker, rows, scored)
+                        }
                         None => self.lost(worker, rows),
                     }
                     if self.workers[worker].closed && self.workers[worker].in_flight == 0 {
@@ -416,17 +627,17 @@ impl Scheduler {
 
     /// The first idle worker gets the next batch once the queue can fill it
     /// or its oldest pair has waited the max queue delay. A worker that is
-    /// computing gets one more only when the queue can fill it anyway;
-    /// otherwise the batch waits for it to go idle, so the requests that
-    /// arrive meanwhile can join (measured: a thin queue cut early pads
-    /// badly, benches/batcher.rs).
+    /// computing gets one more only when the queue can fill it anyway and
+    /// no request shorter than that batch's anchor waits behind it (it
+    /// would wait for both); otherwise the batch waits for it to go idle,
+    /// so the requests that arrive meanwhile can join (measured: a thin
+    /// queue cut early pads badly, benches/batcher.rs).
     fn next(&self, now: Instant) -> Next {
         if self.queue.is_empty() {
             return Next::Idle;
         }
         let max_pairs = self.config.max_batch_pairs;
-        let fills =
-            |w: &RunningWorker| self.queue.can_fill(w.controller.budget_tokens(), max_pairs);
+        let fills = |w: &RunningWorker| self.queue.can_fill(w.batch_tokens(), max_pairs);
         let mut wait = None;
         for (index, worker) in self.workers.iter().enumerate() {
             if worker.serves() && worker.in_flight == 0 {
@@ -448,6 +659,9 @@ impl Scheduler {
         if let Some(wait) = wait {
             return Next::Wait(wait);
         }
+        if self.queue.shorter_waits(&self.aging(now)) {
+            return Next::Idle;
+        }
         match self
             .workers
             .iter()
@@ -468,8 +682,12 @@ impl Scheduler {
             Ok(None) => return Dispatched::Nothing,
             Err(_) => return Dispatched::Closed,
         };
-        let budget = self.workers[worker].controller.budget_tokens();
-        let Some(batch) = self.queue.cut(budget, self.config.max_batch_pairs) else {
+        let budget = self.workers[worker].batch_tokens();
+        let aging = self.aging(Instant::now());
+        let Some(batch) = self
+            .queue
+            .cut_aging(budget, self.config.max_batch_pairs, &aging)
+        else {
             return Dispatched::Nothing;
         };
         let rows: Rows = batch.items.iter().map(|i| (i.request, i.index)).collect();
@@ -492,14 +710,16 @@ impl Scheduler {
             stats.batch_pairs.observe(batch.items.len() as f64);
             stats.batch_tokens.observe(batch.padded_tokens() as f64);
         }
+        let real_tokens = batch.real_tokens();
         self.workers[worker].in_flight += 1;
+        self.workers[worker].in_flight_tokens += real_tokens;
         let answer = permit.send(padded);
         let done = done.clone();
         tokio::spawn(async move {
             // The model thread answers every job it takes; a dropped answer
             // means it stopped.
             let scored = answer.await.ok();
-            let _ = done.send((worker, rows, scored));
+            let _ = done.send((worker, rows, real_tokens, scored));
         });
         Dispatched::Sent
     }
@@ -510,11 +730,23 @@ impl Scheduler {
             let _ = submission.reply.send(Err(self.no_worker_left()));
             return;
         }
+        let lengths: Vec<usize> = submission.pairs.iter().map(EncodedPair::len).collect();
+        let tokens = lengths.iter().sum();
+        let now = Instant::now();
+        if let Err(error) = self.feasible(submission.priority, tokens, submission.deadline, now) {
+            self.release(submission.pairs.len());
+            let _ = submission.reply.send(Err(error));
+            return;
+        }
         let id = self.next_id;
         self.next_id += 1;
-        let lengths: Vec<usize> = submission.pairs.iter().map(EncodedPair::len).collect();
-        self.queue
-            .push(id, submission.arrived, submission.deadline, &lengths);
+        self.queue.push_with_priority(
+            id,
+            submission.arrived,
+            Some(submission.deadline),
+            submission.priority,
+            &lengths,
+        );
         let count = submission.pairs.len();
         if count == 0 {
             let _ = submission.reply.send(Ok(RequestScores {
@@ -537,6 +769,60 @@ impl Scheduler {
                 progress: submission.progress,
             },
         );
+    }
+
+    /// The aging guard as of `now`, at the current pace.
+    fn aging(&self, now: Instant) -> Aging {
+        Aging {
+            now,
+            secs_per_token: self.pace.secs_per_token() / self.live_workers().max(1) as f64,
+            floor_secs: ALONE_FLOOR_SECS,
+            max_slowdown: self.config.max_slowdown,
+        }
+    }
+
+    /// Whether `tokens` of work at `priority` would be answered by
+    /// `deadline`: the work queued before it (`Queue::tokens_ahead`) and in
+    /// flight, then its own, at the current pace on the live workers.
+    /// Refused, it is counted and the error says by how much.
+    fn feasible(
+        &self,
+        priority: i32,
+        tokens: usize,
+        deadline: Instant,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let live = self.live_workers();
+        if live == 0 {
+            return Err(self.no_worker_left());
+        }
+        if deadline <= now {
+            return Err(Error::DeadlineExceeded);
+        }
+        let in_flight: usize = self
+            .workers
+            .iter()
+            .filter(|w| w.out_of_service.is_none())
+            .map(|w| w.in_flight_tokens)
+            .sum();
+        let ahead = self.queue.tokens_ahead(priority, tokens, &self.aging(now)) + in_flight;
+        let left = deadline.saturating_duration_since(now);
+        self.pace.admit(ahead, tokens, live, left).map_err(
+            |Infeasible {
+                 needed,
+                 own,
+                 left,
+                 drained_in,
+             }| {
+                self.shared.refused_late.fetch_add(1, Ordering::Relaxed);
+                Error::TooLate {
+                    needed,
+                    own,
+                    left,
+                    retry_after: drained_in.max(self.config.retry_after),
+                }
+            },
+        )
     }
 
     /// Drops queued work of requests whose client has gone or whose deadline
@@ -915,6 +1201,7 @@ mod tests {
             reading: None,
             bytes_per_token: None,
             warmed_tokens: 0,
+            speed: None,
         }
     }
 
@@ -948,7 +1235,7 @@ mod tests {
             }
             tasks.push(tokio::spawn(async move {
                 let expected: Vec<f32> = request_pairs.iter().map(alone).collect();
-                let scored = batcher.score(request_pairs, None).await.unwrap();
+                let scored = batcher.score(request_pairs, None, 0).await.unwrap();
                 let scores: Vec<f32> = scored.scores.into_iter().map(Result::unwrap).collect();
                 assert_eq!(scores, expected, "request {request}");
             }));
@@ -968,7 +1255,10 @@ mod tests {
     async fn a_pair_that_cannot_fit_alone_fails_only_itself() {
         let limit = Arc::new(AtomicUsize::new(50));
         let (_thread, batcher) = start(limit, config()).await;
-        let scored = batcher.score(pairs(&[10, 60, 20], 1), None).await.unwrap();
+        let scored = batcher
+            .score(pairs(&[10, 60, 20], 1), None, 0)
+            .await
+            .unwrap();
         assert!(scored.scores[0].is_ok() && scored.scores[2].is_ok());
         assert!(matches!(scored.scores[1], Err(ScoreError::OutOfMemory(_))));
     }
@@ -978,10 +1268,10 @@ mod tests {
         let limit = Arc::new(AtomicUsize::new(usize::MAX));
         let (_thread, batcher) = start(limit, config()).await;
         let past = Instant::now();
-        let result = batcher.score(pairs(&[10; 40], 2), Some(past)).await;
+        let result = batcher.score(pairs(&[10; 40], 2), Some(past), 0).await;
         assert!(matches!(result, Err(Error::DeadlineExceeded)), "{result:?}");
         // The next request still runs, and the dropped one's pairs never did.
-        let scored = batcher.score(pairs(&[10; 3], 3), None).await.unwrap();
+        let scored = batcher.score(pairs(&[10; 3], 3), None, 0).await.unwrap();
         assert_eq!(scored.scores.len(), 3);
         assert_eq!(batcher.stats().workers[0].pairs, 3);
     }
@@ -996,14 +1286,14 @@ mod tests {
         let batcher = Batcher::start(config, vec![worker("fake", client)]);
 
         // Admit 90 pairs (one poll submits them); the model is held busy.
-        let first = batcher.score(pairs(&[8; 90], 4), None);
+        let first = batcher.score(pairs(&[8; 90], 4), None, 0);
         tokio::pin!(first);
         tokio::select! {
             biased;
             _ = &mut first => panic!("scored while the model was held"),
             _ = std::future::ready(()) => {}
         }
-        let refused = batcher.score(pairs(&[8; 20], 5), None).await;
+        let refused = batcher.score(pairs(&[8; 20], 5), None, 0).await;
         match refused {
             Err(Error::Overloaded {
                 queued_pairs,
@@ -1018,7 +1308,7 @@ mod tests {
         assert_eq!(first.await.unwrap().scores.len(), 90);
         // The bound is about queueing, not request size: a request bigger
         // than it is admitted into an empty queue.
-        let scored = batcher.score(pairs(&[8; 150], 6), None).await.unwrap();
+        let scored = batcher.score(pairs(&[8; 150], 6), None, 0).await.unwrap();
         assert_eq!(scored.scores.len(), 150);
     }
 
@@ -1049,7 +1339,7 @@ mod tests {
         };
         let batcher = Batcher::start(config, workers);
 
-        let held = batcher.score(pairs(&[10; 4], 7), None);
+        let held = batcher.score(pairs(&[10; 4], 7), None, 0);
         tokio::pin!(held);
         // Poll once so the first request is submitted before the others.
         tokio::select! {
@@ -1061,7 +1351,7 @@ mod tests {
         for request in 0..6 {
             let request_pairs = pairs(&[12, 20, 31], 10 + request);
             let expected: Vec<f32> = request_pairs.iter().map(alone).collect();
-            let scored = batcher.score(request_pairs, None).await.unwrap();
+            let scored = batcher.score(request_pairs, None, 0).await.unwrap();
             let scores: Vec<f32> = scored.scores.into_iter().map(Result::unwrap).collect();
             assert_eq!(scores, expected);
         }
@@ -1092,9 +1382,9 @@ mod tests {
         let live = batcher.live_workers();
         assert_eq!(*live.borrow(), 2);
         // One at a time, a request goes to the first idle worker: worker 0.
-        let first = batcher.score(pairs(&[10, 12], 20), None).await.unwrap();
+        let first = batcher.score(pairs(&[10, 12], 20), None, 0).await.unwrap();
         assert_eq!(first.scores.len(), 2);
-        match batcher.score(pairs(&[10, 12, 14], 21), None).await {
+        match batcher.score(pairs(&[10, 12, 14], 21), None, 0).await {
             Err(Error::WorkerOut { device, reason }) => {
                 assert_eq!(device, "cuda:0");
                 assert!(
@@ -1110,7 +1400,7 @@ mod tests {
         for request in 0..5 {
             let request_pairs = pairs(&[9, 17, 30], 30 + request);
             let expected: Vec<f32> = request_pairs.iter().map(alone).collect();
-            let scored = batcher.score(request_pairs, None).await.unwrap();
+            let scored = batcher.score(request_pairs, None, 0).await.unwrap();
             let scores: Vec<f32> = scored.scores.into_iter().map(Result::unwrap).collect();
             assert_eq!(scores, expected);
         }
@@ -1149,17 +1439,17 @@ mod tests {
         );
         let mut live = batcher.live_workers();
 
-        let held = batcher.score(pairs(&[10; 4], 40), None);
+        let held = batcher.score(pairs(&[10; 4], 40), None, 0);
         tokio::pin!(held);
         poll_once(&mut held).await;
         // Worker 0 is busy: the next request goes to worker 1, which breaks.
-        let on_broken = batcher.score(pairs(&[11; 3], 41), None).await;
+        let on_broken = batcher.score(pairs(&[11; 3], 41), None, 0).await;
         assert!(
             matches!(&on_broken, Err(Error::WorkerOut { device, .. }) if device == "cuda:1"),
             "{on_broken:?}"
         );
         // This one waits in the queue for worker 0 (it cannot fill a batch).
-        let waiting = batcher.score(pairs(&[12; 3], 42), None);
+        let waiting = batcher.score(pairs(&[12; 3], 42), None, 0);
         tokio::pin!(waiting);
         poll_once(&mut waiting).await;
         assert_eq!(batcher.stats().queued_pairs, 7);
@@ -1184,7 +1474,7 @@ mod tests {
             other => panic!("expected Unavailable, got {other:?}"),
         }
         // A new request is refused at once, naming each worker's failure.
-        match batcher.score(pairs(&[8], 43), None).await {
+        match batcher.score(pairs(&[8], 43), None, 0).await {
             Err(Error::Unavailable(message)) => assert!(
                 message.contains("cuda:0: its device failed")
                     && message.contains("cuda:1: its device failed"),
@@ -1215,7 +1505,7 @@ mod tests {
         let batcher = cuda_pair(gone_client, sound_client);
         // Worker 0 refuses the first batch; it goes to worker 1 instead.
         for request in 0..3 {
-            let scored = batcher.score(pairs(&[10, 20], 50 + request), None).await;
+            let scored = batcher.score(pairs(&[10, 20], 50 + request), None, 0).await;
             assert_eq!(scored.unwrap().scores.len(), 2);
         }
         let stats = batcher.stats();
@@ -1257,7 +1547,7 @@ mod tests {
         let mut next = |fail: bool| {
             failing.store(fail, Ordering::SeqCst);
             seed += 1;
-            batcher.score(pairs(&[10, 12], seed), None)
+            batcher.score(pairs(&[10, 12], seed), None, 0)
         };
         let failed = |scored: RequestScores| {
             scored

@@ -14,8 +14,8 @@ use crate::aggregate::Aggregate;
 use crate::batcher::scheduler::BatcherStats;
 use crate::error::Error;
 use crate::infer::{
-    Chunking, LongDocuments, ModelInfo, PairsQuery, RerankQuery, Reranked, ScoredPairs, Timings,
-    Usage,
+    self, Chunking, LongDocuments, ModelInfo, PairsQuery, RerankQuery, Reranked, ScoredPairs,
+    Timings, Usage,
 };
 use crate::inflight::InflightBytes;
 use crate::tokenize::Side;
@@ -102,6 +102,7 @@ pub(crate) fn to_query(
         return_documents: request.return_documents,
         raw_scores: request.raw_scores,
         deadline,
+        priority: infer::priority(request.priority.into())?,
     })
 }
 
@@ -142,6 +143,7 @@ pub(crate) fn to_pairs_query(
         normalize: request.normalize,
         max_length: (request.max_length > 0).then_some(request.max_length as usize),
         deadline,
+        priority: infer::priority(request.priority.into())?,
     })
 }
 
@@ -189,6 +191,7 @@ pub(super) fn to_stats(stats: &BatcherStats, inflight: &InflightBytes) -> pb::St
                 padding_efficiency: efficiency,
                 busy_micros: worker.busy.as_micros() as u64,
                 out_of_service: worker.out_of_service.clone().unwrap_or_default(),
+                target_tokens: worker.target_tokens.map_or(0, |t| t as u64),
             }
         })
         .collect();
@@ -197,6 +200,8 @@ pub(super) fn to_stats(stats: &BatcherStats, inflight: &InflightBytes) -> pb::St
         queued_pairs: stats.queued_pairs as u64,
         inflight_bytes: inflight.used() as u64,
         max_inflight_bytes: inflight.limit() as u64,
+        seconds_per_token: stats.secs_per_token,
+        refused_late: stats.refused_late,
     }
 }
 

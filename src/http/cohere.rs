@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::Aggregate;
 use crate::error::Error;
-use crate::infer::{Chunking, LongDocuments, RerankQuery, Reranked};
+use crate::infer::{self, Chunking, LongDocuments, RerankQuery, Reranked};
 
 /// A document as Cohere v1 and Jina take it: a string, or an object whose
 /// `text` is ranked (its other fields are ignored).
@@ -68,10 +68,8 @@ pub(crate) struct V2Request {
     /// The v2 API's first version had it; today's SDK no longer sends it.
     #[serde(default)]
     pub return_documents: Option<bool>,
-    /// Cohere's scheduling priority: accepted, and without effect here
-    /// (every request shares one queue).
+    /// Cohere's scheduling priority: lower is more urgent (0 by default).
     #[serde(default)]
-    #[allow(dead_code)]
     pub priority: Option<i64>,
 }
 
@@ -94,7 +92,7 @@ fn query(
     top_n_field: Option<usize>,
     return_documents: Option<bool>,
     long: LongDocuments,
-    deadline: Option<Instant>,
+    (deadline, priority): (Option<Instant>, i32),
 ) -> Result<RerankQuery, Error> {
     Ok(RerankQuery {
         query,
@@ -104,6 +102,7 @@ fn query(
         raw_scores: false,
         long,
         deadline,
+        priority,
     })
 }
 
@@ -146,7 +145,7 @@ impl V1Request {
             self.top_n,
             self.return_documents,
             long,
-            deadline,
+            (deadline, 0),
         )
     }
 }
@@ -168,13 +167,14 @@ impl V2Request {
             max_document_tokens: self.max_tokens_per_doc,
             ..LongDocuments::default()
         };
+        let priority = infer::priority(self.priority.unwrap_or(0))?;
         query(
             self.query,
             self.documents,
             self.top_n,
             self.return_documents,
             long,
-            deadline,
+            (deadline, priority),
         )
     }
 }

@@ -24,9 +24,12 @@ pub(crate) fn status_of(error: &Error) -> StatusCode {
         Error::UnknownModel { .. } => StatusCode::NOT_FOUND,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Overloaded { .. } | Error::InflightFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Error::Loading | Error::Unavailable(_) | Error::WorkerOut { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        // Not 429: this client sent too much for the time it allows, not
+        // too many requests; Retry-After says when the work ahead is done.
+        Error::Loading
+        | Error::Unavailable(_)
+        | Error::WorkerOut { .. }
+        | Error::TooLate { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::DeadlineExceeded | Error::SlowMessage { .. } => StatusCode::GATEWAY_TIMEOUT,
         Error::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         Error::Config(_)
@@ -85,7 +88,9 @@ fn tei_error_type(status: StatusCode) -> &'static str {
 /// Seconds to put in `Retry-After`: the error's own, rounded up, at least 1.
 fn retry_after(error: &Error) -> Option<u64> {
     match error {
-        Error::Overloaded { retry_after, .. } | Error::InflightFull { retry_after, .. } => {
+        Error::Overloaded { retry_after, .. }
+        | Error::InflightFull { retry_after, .. }
+        | Error::TooLate { retry_after, .. } => {
             Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
         }
         _ => None,
@@ -160,6 +165,15 @@ mod tests {
             429,
         );
         check(Error::Loading, 503);
+        check(
+            Error::TooLate {
+                needed: Duration::from_secs(30),
+                own: Duration::from_secs(25),
+                left: Duration::from_secs(20),
+                retry_after: Duration::from_secs(5),
+            },
+            503,
+        );
         check(Error::Unavailable("stopped".into()), 503);
         check(Error::DeadlineExceeded, 504);
         check(Error::Inference("bad".into()), 500);

@@ -63,6 +63,9 @@ impl TeiRequest {
                 ..LongDocuments::default()
             },
             deadline,
+            // TEI's API has no priority: every TEI call is at the normal
+            // level.
+            priority: 0,
         })
     }
 }

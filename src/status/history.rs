@@ -145,6 +145,7 @@ mod tests {
             batch_tokens: Histogram::new(BATCH_TOKENS),
             splits,
             busy: Default::default(),
+            target_tokens: None,
             out_of_service: None,
         }
     }

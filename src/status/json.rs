@@ -29,6 +29,10 @@ pub struct Status {
     pub window_secs: f64,
     /// Pairs admitted and not yet answered, across workers.
     pub queued_pairs: usize,
+    /// The scheduler's estimate of model time per real token (one worker).
+    pub seconds_per_token: f64,
+    /// Requests refused at admission: their deadline would pass first.
+    pub refused_late: u64,
     pub workers: Vec<WorkerStatus>,
 }
 
@@ -40,6 +44,10 @@ pub struct WorkerStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out_of_service: Option<String>,
     pub budget_tokens: usize,
+    /// Most padded tokens per batch by time (the start-up measurement, or
+    /// --batch-target-tokens); absent when memory alone sizes batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_tokens: Option<usize>,
     pub memory: Memory,
     pub bytes_per_token: f64,
     /// Measured (calibration, or a batch since) rather than assumed.
@@ -88,6 +96,7 @@ pub fn status(
                 in_service: worker.out_of_service.is_none(),
                 out_of_service: worker.out_of_service,
                 budget_tokens: controller.budget_tokens,
+                target_tokens: worker.target_tokens,
                 memory: Memory {
                     known: reading.is_some(),
                     free_bytes: reading.map(|r| r.free_bytes),
@@ -115,6 +124,8 @@ pub fn status(
         interval_secs: sampling.interval.as_secs_f64(),
         window_secs: sampling.window.as_secs_f64(),
         queued_pairs: stats.queued_pairs,
+        seconds_per_token: stats.secs_per_token,
+        refused_late: stats.refused_late,
         workers,
     }
 }

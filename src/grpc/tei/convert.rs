@@ -80,6 +80,8 @@ pub(super) fn to_query(
         return_documents: request.return_text,
         raw_scores: request.raw_scores,
         deadline,
+        // TEI's API has no priority: every TEI call is at the normal level.
+        priority: 0,
     };
     Ok((query, chars))
 }

@@ -143,6 +143,8 @@ pub(super) async fn rank_read(
             long: group_long,
             max_length: None,
             deadline,
+            // TEI's API has no priority.
+            priority: 0,
         };
         let scored = infer.score_pairs(query).await?;
         for (&pair, score) in members.iter().zip(scored.scores) {
