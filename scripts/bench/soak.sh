@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Soak (RELIABILITY.md, "Soak"; issue 15): starts `rerankd serve` on a free port of 127.0.0.1,
 # drives it with `rerankd-soak` (the bench crate's second binary: the peak measured closed-loop,
-# then open loop at 70% of it with the whole API mixed, the server's RSS sampled every second),
-# then sends SIGTERM and waits for the server to exit. Writes soak.json, soak.txt (the table) and
-# server.log under the output folder.
+# then served calls one at a time for each size class's time alone, then open loop at 70% of the
+# peak with the whole API mixed, the server's RSS sampled every second), then sends SIGTERM and
+# waits for the server to exit. Writes soak.json, soak.calls.jsonl (every call, one JSON line
+# each), soak.txt (the table) and server.log under the output folder.
 #
 # Usage: scripts/bench/soak.sh [--ci] [--minutes M] [--model DIR] [--out DIR] [-- SOAK FLAGS...]
-#   default   30 measured minutes (after a 60 s peak phase and 60 s of warm-up) on the default
-#             model (minilm-pair), RSS growth bound 5%, a rising p99 judged at p < 0.05, into
-#             /tmp/rerankd-soak/full
+#   default   30 measured minutes (after a 60 s peak phase, at most 120 s alone and 60 s of
+#             warm-up) on the default model (minilm-pair), RSS growth bound 5%, a rising p99
+#             judged at p < 0.05, into /tmp/rerankd-soak/full
 #   --ci      the version scripts/test.sh runs, 2 minutes of load on the tiny-bert test model:
-#             10 s peak, 10 s warm-up, 100 s measured; RSS growth bound 50%; into
+#             10 s peak, at most 10 s alone, 10 s warm-up, 100 s measured; RSS growth bound 50%; into
 #             /tmp/rerankd-soak/ci
 # Extra flags after `--` go to rerankd-soak (`rerankd-soak --help`); RERANKD_SOAK_SERVER_ARGS
 # (space-separated) go to `rerankd serve`.
@@ -51,7 +52,7 @@ if [[ $CI == 1 ]]; then
   # full run's to find.
   # The p99 trend is reported, not judged: its slices of 3 s hold a few calls each, and a test
   # at p < 0.05 would fail 1 run in 40 by chance alone.
-  PROFILE=(--peak-secs 10 --warmup-secs 10 --max-rss-growth-pct 50 --p99-trend-alpha 0)
+  PROFILE=(--peak-secs 10 --alone-secs 10 --warmup-secs 10 --max-rss-growth-pct 50 --p99-trend-alpha 0)
   MINUTES="${MINUTES:-1.6667}"
   MODEL="${MODEL:-$MODELS/tiny-bert}"
   OUT="${OUT:-/tmp/rerankd-soak/ci}"

@@ -27,6 +27,7 @@
 //! client like any other, and measures the server through its public API.
 
 pub mod args;
+pub mod contention;
 pub mod driver;
 pub mod plot;
 pub mod report;

@@ -1,9 +1,10 @@
-//! The crate's binaries, `rerankd-bench` and `rerankd-soak`, as a user runs
-//! them, where no libtorch is needed: their flags, and the failure when
-//! nothing listens at the address. Runs against a live server are
-//! `tests/it/bench.rs` at the repository root (through `rerankd bench`,
-//! which calls the same `run`) and `scripts/bench/soak.sh --ci`, which
-//! `scripts/test.sh` runs.
+//! The crate's binaries, `rerankd-bench`, `rerankd-soak` and
+//! `rerankd-contention`, as a user runs them, where no libtorch is needed:
+//! their flags, and the failure when nothing listens at the address. Runs
+//! against a live server are `tests/it/bench.rs` at the repository root
+//! (through `rerankd bench`, which calls the same `run`),
+//! `scripts/bench/soak.sh --ci`, which `scripts/test.sh` runs, and
+//! `scripts/bench/contention.sh --ci`.
 //!
 //! Must never: start a server or need a model (this crate builds and tests
 //! without libtorch).
@@ -13,6 +14,7 @@ use std::process::{Command, Output};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_rerankd-bench");
 const SOAK: &str = env!("CARGO_BIN_EXE_rerankd-soak");
+const CONTENTION: &str = env!("CARGO_BIN_EXE_rerankd-contention");
 
 fn run(binary: &str, args: &[&str]) -> Output {
     Command::new(binary).args(args).output().unwrap()
@@ -87,6 +89,30 @@ fn soak_help_lists_the_flags_with_their_variables() {
 }
 
 #[test]
+fn contention_help_lists_the_flags_with_their_variables() {
+    help_lists(
+        CONTENTION,
+        &[
+            "--addr",
+            "--ci",
+            "--small-documents",
+            "--small-alone-calls",
+            "--small-interval-ms",
+            "--small-priority",
+            "--large-clients",
+            "--large-documents",
+            "--large-priority",
+            "--large-alone-secs",
+            "--mixed-secs",
+            "--deadline-secs",
+            "--seed",
+            "--json",
+            "RERANKD_CONTENTION_MIXED_SECS",
+        ],
+    );
+}
+
+#[test]
 fn bench_against_no_server_fails_with_a_clear_message_and_writes_nothing() {
     let stderr = against_no_server(BENCH, &["--requests", "1"]);
     assert!(stderr.contains("running"), "{stderr}");
@@ -95,4 +121,9 @@ fn bench_against_no_server_fails_with_a_clear_message_and_writes_nothing() {
 #[test]
 fn soak_against_no_server_fails_with_a_clear_message_and_writes_nothing() {
     against_no_server(SOAK, &["--minutes", "0.1"]);
+}
+
+#[test]
+fn contention_against_no_server_fails_with_a_clear_message_and_writes_nothing() {
+    against_no_server(CONTENTION, &["--ci"]);
 }

@@ -14,9 +14,10 @@ use clap::{Args, Parser};
 /// share of its measured peak, with the whole API mixed (Rerank, ScorePairs,
 /// RerankStream, RerankProgressive, chunked documents, cancelled calls,
 /// deadlines too short to meet, bad requests). Reports counts by kind and
-/// status, p50/p99 of the first and last window side by side, and the
-/// server's RSS; exits non-zero on any unexpected status or RSS growth over
-/// the bound.
+/// status, p50/p99 of the first and last window side by side, slowdown by
+/// size class against calls timed alone, and the server's RSS; writes
+/// every call to a JSON-lines file; exits non-zero on any unexpected status
+/// or RSS growth over the bound.
 #[derive(Debug, Parser)]
 #[command(name = "rerankd-soak", version)]
 pub struct Cli {
@@ -65,6 +66,18 @@ pub struct SoakArgs {
     /// throughput) stays far inside --call-deadline-secs.
     #[arg(long, env = "RERANKD_SOAK_PEAK_CLIENTS", default_value_t = 8, value_parser = at_least_one)]
     pub peak_clients: usize,
+
+    /// Seconds at most of the alone phase (after the peak, before the
+    /// warm-up): one client sends served calls of the mix one at a time,
+    /// --alone-per-class of each size class, for each class's time alone
+    /// (the median), which slowdown divides by. 0: no alone phase, no
+    /// slowdown.
+    #[arg(long, env = "RERANKD_SOAK_ALONE_SECS", default_value_t = DEFAULT_ALONE_SECS, value_parser = parse_non_negative)]
+    pub alone_secs: f64,
+
+    /// Calls of each size class the alone phase times.
+    #[arg(long, env = "RERANKD_SOAK_ALONE_PER_CLASS", default_value_t = DEFAULT_ALONE_PER_CLASS, value_parser = at_least_one)]
+    pub alone_per_class: usize,
 
     /// The share of the measured peak to send at.
     #[arg(long, env = "RERANKD_SOAK_LOAD_FRACTION", default_value_t = 0.7, value_parser = parse_fraction)]
@@ -120,9 +133,36 @@ pub struct SoakArgs {
     #[arg(long, env = "RERANKD_SOAK_JSON", default_value = "soak.json")]
     pub json: PathBuf,
 
+    /// Where to write every call, one JSON object a line (index, phase,
+    /// kind, priority, pairs, tokens, due_secs, latency_secs, outcome), in
+    /// the order they ended [default: STEM.calls.jsonl beside --json].
+    #[arg(long, env = "RERANKD_SOAK_CALLS_JSONL")]
+    pub calls_jsonl: Option<PathBuf>,
+
     /// Do not print the progress line on stderr (every 10 s).
     #[arg(long, env = "RERANKD_SOAK_NO_PROGRESS")]
     pub no_progress: bool,
+}
+
+/// The alone phase's bound in seconds: the full run's served calls take
+/// up to a few seconds each alone.
+pub const DEFAULT_ALONE_SECS: f64 = 120.0;
+/// Calls a class: a class spans sizes up to 8x apart (4 to 32 pairs), so
+/// the median of a handful moves with the draw; nine take about a minute
+/// of the full run (three classes, 0.3 to 4 s a call alone).
+pub const DEFAULT_ALONE_PER_CLASS: usize = 9;
+
+impl SoakArgs {
+    /// The calls file: --calls-jsonl, or `STEM.calls.jsonl` in --json's
+    /// folder (`soak.json` -> `soak.calls.jsonl`).
+    pub fn calls_path(&self) -> PathBuf {
+        self.calls_jsonl.clone().unwrap_or_else(|| {
+            let stem = self.json.file_stem().unwrap_or("soak".as_ref());
+            let mut name = stem.to_os_string();
+            name.push(".calls.jsonl");
+            self.json.with_file_name(name)
+        })
+    }
 }
 
 fn at_least_one(value: &str) -> Result<usize, String> {
@@ -187,6 +227,26 @@ mod tests {
         assert_eq!(args.p99_trend_alpha, 0.05);
         assert_eq!((args.max_documents, args.max_document_bytes), (1000, 65536));
         assert_eq!(args.server_pid, None);
+        assert_eq!((args.alone_secs, args.alone_per_class), (120.0, 9));
+    }
+
+    #[test]
+    fn the_calls_file_sits_beside_the_json_report_unless_named() {
+        let path = |flags: &[&str]| parse(flags).unwrap().calls_path();
+        assert_eq!(path(&[]), PathBuf::from("soak.calls.jsonl"));
+        assert_eq!(
+            path(&["--json", "/tmp/rerankd-soak/ci/soak.json"]),
+            PathBuf::from("/tmp/rerankd-soak/ci/soak.calls.jsonl")
+        );
+        assert_eq!(
+            path(&[
+                "--json",
+                "out/run6.json",
+                "--calls-jsonl",
+                "elsewhere.jsonl"
+            ]),
+            PathBuf::from("elsewhere.jsonl")
+        );
     }
 
     #[test]
@@ -198,6 +258,8 @@ mod tests {
             (&["--warmup-secs=-1"][..], "0 or more"),
             (&["--connections", "0"][..], "1 or more"),
             (&["--rate", "nan"][..], "more than 0"),
+            (&["--alone-per-class", "0"][..], "1 or more"),
+            (&["--alone-secs=-1"][..], "0 or more"),
         ] {
             let error = parse(flags).unwrap_err().to_string();
             assert!(error.contains(expected), "{flags:?}: {error}");

@@ -1,4 +1,5 @@
-//! Making one planned call over gRPC and naming how it ended.
+//! Making one planned call over gRPC, naming how it ended and reading what
+//! its answers' Usage counted.
 //!
 //! Owns: the wire side of each kind: deadlines on every call, reading
 //! streams to their end, dropping a cancelled call, telling the client's
@@ -17,29 +18,58 @@ use super::mix::{Call, CLIENT_CANCELLED, CLIENT_DEADLINE, WRONG_ANSWER};
 use crate::driver::Client;
 
 /// How a call ended: a gRPC code name or one of `mix`'s client outcomes,
-/// and the message that goes with it.
+/// the message that goes with it, and what its answers' Usage counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub code: &'static str,
     pub message: String,
+    /// Set when an answer came with a Usage.
+    pub usage: Option<Counted>,
+}
+
+/// What a call's answers' Usage counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    /// Pairs scored, each window of a chunked document one.
+    pub pairs: u32,
+    /// Tokens fed to the model.
+    pub tokens: u64,
+}
+
+impl Counted {
+    fn of(usage: Option<&pb::Usage>) -> Option<Self> {
+        usage.map(|u| Counted {
+            pairs: u.pairs,
+            tokens: u.tokens,
+        })
+    }
 }
 
 impl Outcome {
-    fn ok() -> Self {
-        Outcome {
-            code: "OK",
-            message: String::new(),
-        }
-    }
-
-    fn of(result: Result<(), check::Wrong>) -> Self {
+    fn of(result: Result<(), check::Wrong>, usage: Option<Counted>) -> Self {
         match result {
-            Ok(()) => Outcome::ok(),
+            Ok(()) => Outcome {
+                code: "OK",
+                message: String::new(),
+                usage,
+            },
             Err(wrong) => Outcome {
                 code: WRONG_ANSWER,
                 message: wrong,
+                usage,
             },
         }
+    }
+
+    /// The call's pairs: what its answers' Usage counted, or else the
+    /// `sent` documents or pairs.
+    pub fn pairs(&self, sent: u32) -> u32 {
+        self.usage.map_or(sent, |u| u.pairs)
+    }
+
+    /// The call's tokens, from an OK answer's Usage.
+    pub fn tokens(&self) -> Option<u64> {
+        self.usage.filter(|_| self.code == "OK").map(|u| u.tokens)
     }
 }
 
@@ -56,6 +86,7 @@ impl From<tonic::Status> for Outcome {
         Outcome {
             code,
             message: status.message().to_string(),
+            usage: None,
         }
     }
 }
@@ -70,6 +101,7 @@ pub async fn make(client: Client, call: Call, deadline: Duration) -> Outcome {
                 Err(_) => Outcome {
                     code: CLIENT_CANCELLED,
                     message: format!("dropped after {} ms", after.as_millis()),
+                    usage: None,
                 },
             }
         }
@@ -107,7 +139,11 @@ async fn rerank(
     let response = client
         .rerank(with_deadline(request.clone(), deadline))
         .await?;
-    Ok(Outcome::of(check::rerank(&request, response.get_ref())))
+    let answer = response.get_ref();
+    Ok(Outcome::of(
+        check::rerank(&request, answer),
+        Counted::of(answer.usage.as_ref()),
+    ))
 }
 
 async fn pairs(
@@ -118,7 +154,11 @@ async fn pairs(
     let response = client
         .score_pairs(with_deadline(request.clone(), deadline))
         .await?;
-    Ok(Outcome::of(check::pairs(&request, response.get_ref())))
+    let answer = response.get_ref();
+    Ok(Outcome::of(
+        check::pairs(&request, answer),
+        Counted::of(answer.usage.as_ref()),
+    ))
 }
 
 async fn progressive(
@@ -138,11 +178,16 @@ async fn progressive(
                 return Ok(Outcome {
                     code: WRONG_ANSWER,
                     message: "an empty progress message".into(),
+                    usage: None,
                 })
             }
         }
     }
-    Ok(Outcome::of(check::progressive(&request, &seen)))
+    let usage = match seen.last() {
+        Some(pb::rerank_progress::Update::Final(last)) => Counted::of(last.usage.as_ref()),
+        _ => None,
+    };
+    Ok(Outcome::of(check::progressive(&request, &seen), usage))
 }
 
 async fn stream(
@@ -160,5 +205,125 @@ async fn stream(
     while let Some(answer) = answers.next().await {
         seen.push(answer?);
     }
-    Ok(Outcome::of(check::stream(&requests, bad, &seen)))
+    Ok(Outcome::of(
+        check::stream(&requests, bad, &seen),
+        stream_usage(&requests, &seen),
+    ))
+}
+
+/// What a stream's answers counted: each request answered with a Usage
+/// counts its pairs and tokens, any other (the bad one, refused) the
+/// documents it sent and no tokens. `None` when no answer had a Usage.
+fn stream_usage(
+    requests: &[pb::RerankRequest],
+    answers: &[pb::RerankStreamResponse],
+) -> Option<Counted> {
+    use pb::rerank_stream_response::Outcome;
+    let usage_of = |request: &pb::RerankRequest| {
+        answers
+            .iter()
+            .filter(|a| a.request_id == request.request_id)
+            .find_map(|a| match &a.outcome {
+                Some(Outcome::Response(response)) => Counted::of(response.usage.as_ref()),
+                _ => None,
+            })
+    };
+    let counted: Vec<Option<Counted>> = requests.iter().map(usage_of).collect();
+    if counted.iter().all(Option::is_none) {
+        return None;
+    }
+    let sum = requests.iter().zip(&counted).fold(
+        Counted {
+            pairs: 0,
+            tokens: 0,
+        },
+        |sum, (request, usage)| {
+            let this = usage.unwrap_or(Counted {
+                pairs: u32::try_from(request.documents.len()).unwrap_or(u32::MAX),
+                tokens: 0,
+            });
+            Counted {
+                pairs: sum.pairs.saturating_add(this.pairs),
+                tokens: sum.tokens + this.tokens,
+            }
+        },
+    );
+    Some(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(pairs: u32, tokens: u64) -> Option<pb::Usage> {
+        Some(pb::Usage {
+            pairs,
+            tokens,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn pairs_come_from_usage_and_tokens_only_from_an_ok_answer() {
+        let counted = Some(Counted {
+            pairs: 9,
+            tokens: 700,
+        });
+        let ok = Outcome::of(Ok(()), counted);
+        assert_eq!((ok.pairs(6), ok.tokens()), (9, Some(700)));
+        let wrong = Outcome::of(Err("2 results".into()), counted);
+        assert_eq!(
+            (wrong.code, wrong.pairs(6), wrong.tokens()),
+            (WRONG_ANSWER, 9, None)
+        );
+        let no_usage = Outcome::of(Ok(()), None);
+        assert_eq!((no_usage.pairs(6), no_usage.tokens()), (6, None));
+        let refused = Outcome::from(tonic::Status::deadline_exceeded("late"));
+        assert_eq!(
+            (refused.code, refused.pairs(6), refused.tokens()),
+            ("DEADLINE_EXCEEDED", 6, None)
+        );
+        let timer = Outcome::from(tonic::Status::cancelled("Timeout expired"));
+        assert_eq!(timer.code, CLIENT_DEADLINE);
+    }
+
+    #[test]
+    fn a_stream_counts_its_answers_usage_and_the_refused_requests_documents() {
+        use pb::rerank_stream_response::Outcome as Answer;
+        let request = |id: &str, documents: usize| pb::RerankRequest {
+            request_id: id.into(),
+            documents: vec!["d".into(); documents],
+            ..Default::default()
+        };
+        let requests = [request("r0", 4), request("r1", 5), request("r2", 6)];
+        let answered = |id: &str, usage: Option<pb::Usage>| pb::RerankStreamResponse {
+            request_id: id.into(),
+            outcome: Some(Answer::Response(pb::RerankResponse {
+                usage,
+                ..Default::default()
+            })),
+        };
+        let refused = pb::RerankStreamResponse {
+            request_id: "r1".into(),
+            outcome: Some(Answer::Error(pb::RequestError {
+                code: tonic::Code::InvalidArgument as i32,
+                message: "empty query".into(),
+            })),
+        };
+        // r0 chunked into 7 windows, r1 refused (its 5 documents), r2 6.
+        let answers = [
+            answered("r2", usage(6, 600)),
+            refused.clone(),
+            answered("r0", usage(7, 900)),
+        ];
+        assert_eq!(
+            stream_usage(&requests, &answers),
+            Some(Counted {
+                pairs: 18,
+                tokens: 1500
+            })
+        );
+        let bare = [answered("r2", None), refused, answered("r0", None)];
+        assert_eq!(stream_usage(&requests, &bare), None);
+    }
 }

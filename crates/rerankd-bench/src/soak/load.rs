@@ -1,8 +1,9 @@
-//! The soak's two ways of sending: a closed loop that measures the peak
-//! (each client sends its next call when the last is answered) and an open
-//! loop at a fixed rate (call n is due at start + n / rate, whether or not
-//! earlier calls were answered, so a slow server shows as latency and not
-//! as less load).
+//! The soak's three ways of sending: a closed loop that measures the peak
+//! (each client sends its next call when the last is answered), one client
+//! alone (the alone phase: one call at a time, each size class's time
+//! alone), and an open loop at a fixed rate (call n is due at start + n /
+//! rate, whether or not earlier calls were answered, so a slow server shows
+//! as latency and not as less load).
 //!
 //! Owns: when calls are sent, over which connection, and recording how
 //! each ended. Must never: decide what a call sends (`mix`) or how it is
@@ -37,11 +38,16 @@ impl Load {
     /// Makes call `index` over connection `n`, as due at `due`, and records it.
     async fn call(&self, phase: Phase, index: u64, n: usize, due: Instant) {
         let planned = self.mix.call(index);
+        let sent = planned.call.pairs_sent();
         let client = self.connections[n % self.connections.len()].clone();
         let outcome = calls::make(client, planned.call, self.deadline).await;
         let record = CallRecord {
+            index,
             phase,
             kind: planned.kind,
+            priority: planned.priority,
+            pairs: outcome.pairs(sent),
+            tokens: outcome.tokens(),
             t_secs: due.saturating_duration_since(self.origin).as_secs_f64(),
             latency_us: due.elapsed().as_micros() as u64,
             code: outcome.code,
@@ -83,6 +89,23 @@ pub async fn closed_loop(load: &Load, clients: usize, first_index: u64, secs: f6
         }
     }
     answered.load(Ordering::Relaxed) as f64 / (secs / 2.0)
+}
+
+/// The alone phase: calls `indices` one after the other over the first
+/// connection, each timed from when it is sent, until all are answered or
+/// `secs` have passed (the call in flight then still ends). Returns the
+/// calls made.
+pub async fn alone(load: &Load, indices: &[u64], secs: f64) -> usize {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut made = 0;
+    for &index in indices {
+        if Instant::now() >= end {
+            break;
+        }
+        load.call(Phase::Alone, index, 0, Instant::now()).await;
+        made += 1;
+    }
+    made
 }
 
 /// The open-loop schedule: `warmup_secs` then `measured_secs` at `rate`

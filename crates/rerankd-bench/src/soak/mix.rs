@@ -1,10 +1,11 @@
-//! The soak's mix: which kind call `k` is, what it sends, and which
-//! outcomes each kind may end with.
+//! The soak's mix: which kind call `k` is, what it sends (its priority
+//! included), which outcomes each kind may end with, and which calls the
+//! alone phase times.
 //!
-//! Owns: the kinds, their shares, their requests and their expected
-//! outcomes. Call `k` depends only on the seed, the limits and `k`, never on
-//! when or over which connection it is sent. Must never: do I/O, read a
-//! clock or judge an answer (`check` does that).
+//! Owns: the kinds, their shares, their requests, their priorities and
+//! their expected outcomes. Call `k` depends only on the seed, the limits
+//! and `k`, never on when or over which connection it is sent. Must never:
+//! do I/O, read a clock or judge an answer (`check` does that).
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 use rerankd_api::pb;
 
+use super::slowdown::{size_class, SIZE_CLASS_NAMES};
 use crate::workload::{Lengths, RequestText, SplitMix64, Workload};
 
 /// The client gave up on the call on purpose (a `Cancel` call).
@@ -56,6 +58,15 @@ impl Kind {
         Kind::Cancel,
         Kind::Deadline,
         Kind::Bad,
+    ];
+
+    /// Kinds whose OK latency is the service's latency.
+    pub const SERVED: [Kind; 5] = [
+        Kind::Rerank,
+        Kind::Pairs,
+        Kind::Stream,
+        Kind::Progressive,
+        Kind::Chunked,
     ];
 
     pub fn name(self) -> &'static str {
@@ -133,12 +144,54 @@ pub enum Call {
     },
 }
 
-/// A call and its kind.
+impl Call {
+    /// Documents (Rerank, Progressive: one pair each before chunking) or
+    /// pairs (ScorePairs) sent, over every request of a stream.
+    pub fn pairs_sent(&self) -> u32 {
+        let sent = match self {
+            Call::Rerank(request) | Call::Progressive(request) => request.documents.len(),
+            Call::Deadline { request, .. } => request.documents.len(),
+            Call::Pairs(request) => request.pairs.len(),
+            Call::Stream { requests, .. } => requests.iter().map(|r| r.documents.len()).sum(),
+            Call::Cancel { call, .. } | Call::Bad { call, .. } => return call.pairs_sent(),
+        };
+        u32::try_from(sent).unwrap_or(u32::MAX)
+    }
+
+    /// Sets the priority of every request the call sends.
+    fn set_priority(&mut self, priority: i32) {
+        match self {
+            Call::Rerank(request) | Call::Progressive(request) => request.priority = priority,
+            Call::Deadline { request, .. } => request.priority = priority,
+            Call::Pairs(request) => request.priority = priority,
+            Call::Stream { requests, .. } => {
+                for request in requests {
+                    request.priority = priority;
+                }
+            }
+            Call::Cancel { call, .. } | Call::Bad { call, .. } => call.set_priority(priority),
+        }
+    }
+}
+
+/// A call, its kind and the priority its requests carry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Planned {
     pub kind: Kind,
     pub call: Call,
+    pub priority: i32,
 }
+
+/// The priorities the mix sends, each with its share of calls in percent;
+/// the other calls send 0, the default. Lower is more urgent.
+pub const PRIORITY_SHARES: [(i32, u64); 2] = [(-1, 10), (1, 10)];
+
+/// Mixed into a call's seed for its priority, so that the priority draw
+/// leaves every other draw of the call as it was.
+const PRIORITY_SALT: u64 = 0x7052_494F_5249_5459;
+
+/// Draws of the mix the alone phase looks through for its sample.
+pub const ALONE_SCAN: u64 = 2_000;
 
 /// The calls of a soak, drawn on demand.
 #[derive(Debug, Clone)]
@@ -168,9 +221,10 @@ pub const BAD_RULES: [&str; 10] = [
 impl Mix {
     /// Call `index` of the soak.
     pub fn call(&self, index: u64) -> Planned {
-        let mut rng = SplitMix64::new(self.seed ^ index.wrapping_mul(0xD134_2543_DE82_EF95));
+        let call_seed = self.seed ^ index.wrapping_mul(0xD134_2543_DE82_EF95);
+        let mut rng = SplitMix64::new(call_seed);
         let kind = draw_kind(&mut rng);
-        let call = match kind {
+        let mut call = match kind {
             Kind::Rerank => Call::Rerank(self.rerank(&mut rng)),
             Kind::Pairs => Call::Pairs(self.pairs(&mut rng)),
             Kind::Stream => self.stream(&mut rng),
@@ -199,7 +253,35 @@ impl Mix {
                 }
             }
         };
-        Planned { kind, call }
+        let priority = draw_priority(&mut SplitMix64::new(call_seed ^ PRIORITY_SALT));
+        call.set_priority(priority);
+        Planned {
+            kind,
+            call,
+            priority,
+        }
+    }
+
+    /// The calls the alone phase sends, one at a time: in index order from
+    /// `first_index`, the first `per_class` served calls of each size class
+    /// (by the pairs they send; a chunked call's windows are counted only by
+    /// its answer), looking through at most `ALONE_SCAN` draws. A class the
+    /// mix does not draw there gets none.
+    pub fn alone_sample(&self, first_index: u64, per_class: usize) -> Vec<u64> {
+        let mut taken = [0usize; SIZE_CLASS_NAMES.len()];
+        let mut sample = Vec::new();
+        for index in first_index..first_index + ALONE_SCAN {
+            if taken.iter().all(|&n| n >= per_class) {
+                break;
+            }
+            let planned = self.call(index);
+            let class = size_class(planned.call.pairs_sent());
+            if Kind::SERVED.contains(&planned.kind) && taken[class] < per_class {
+                taken[class] += 1;
+                sample.push(index);
+            }
+        }
+        sample
     }
 
     /// Texts of `documents` documents with long-tail lengths that fit the window.
@@ -348,6 +430,17 @@ impl Mix {
     }
 }
 
+fn draw_priority(rng: &mut SplitMix64) -> i32 {
+    let mut point = rng.next_u64() % 100;
+    for (priority, percent) in PRIORITY_SHARES {
+        if point < percent {
+            return priority;
+        }
+        point -= percent;
+    }
+    0
+}
+
 fn draw_kind(rng: &mut SplitMix64) -> Kind {
     let mut point = rng.next_u64() % 100;
     for kind in Kind::ALL {
@@ -404,7 +497,16 @@ mod tests {
     fn each_kind_sends_what_it_says() {
         let mut rules = std::collections::BTreeSet::new();
         for k in 0..3_000 {
-            let Planned { kind, call } = mix().call(k);
+            let Planned {
+                kind,
+                call,
+                priority,
+            } = mix().call(k);
+            assert!(
+                priorities(&call).iter().all(|&p| p == priority),
+                "{kind:?}: {:?} for {priority}",
+                priorities(&call)
+            );
             match (kind, call) {
                 (Kind::Rerank, Call::Rerank(r)) => {
                     assert!((4..=32).contains(&r.documents.len()) && r.chunking.is_none());
@@ -458,6 +560,120 @@ mod tests {
             }
         }
         assert_eq!(rules.len(), BAD_RULES.len(), "{rules:?}");
+    }
+
+    /// The priority of every request `call` sends.
+    fn priorities(call: &Call) -> Vec<i32> {
+        match call {
+            Call::Rerank(r) | Call::Progressive(r) | Call::Deadline { request: r, .. } => {
+                vec![r.priority]
+            }
+            Call::Pairs(p) => vec![p.priority],
+            Call::Stream { requests, .. } => requests.iter().map(|r| r.priority).collect(),
+            Call::Cancel { call, .. } | Call::Bad { call, .. } => priorities(call),
+        }
+    }
+
+    #[test]
+    fn a_fifth_of_calls_send_a_priority_other_than_the_default() {
+        let mut counts: BTreeMap<i32, u64> = BTreeMap::new();
+        let n = 20_000;
+        for k in 0..n {
+            *counts.entry(mix().call(k).priority).or_default() += 1;
+        }
+        let share = |p: i32| counts.get(&p).copied().unwrap_or(0) as f64 / n as f64 * 100.0;
+        assert_eq!(counts.len(), 3, "{counts:?}");
+        for (priority, want) in [(-1, 10.0), (1, 10.0), (0, 80.0)] {
+            assert!(
+                (share(priority) - want).abs() < 1.5,
+                "priority {priority}: {:.1}% not {want}%",
+                share(priority)
+            );
+        }
+        // Each kind gets its share of urgent calls: the draw is apart from
+        // the kind's.
+        for kind in [Kind::Rerank, Kind::Bad] {
+            let calls: Vec<Planned> = (0..n)
+                .map(|k| mix().call(k))
+                .filter(|p| p.kind == kind)
+                .collect();
+            let urgent = calls.iter().filter(|p| p.priority == -1).count() as f64;
+            let share = urgent / calls.len() as f64 * 100.0;
+            assert!((share - 10.0).abs() < 3.0, "{kind:?}: {share:.1}% urgent");
+        }
+    }
+
+    #[test]
+    fn pairs_sent_count_every_request_of_a_call() {
+        let request = |documents: usize| pb::RerankRequest {
+            documents: vec!["d".into(); documents],
+            ..Default::default()
+        };
+        let pairs = pb::ScorePairsRequest {
+            pairs: vec![pb::Pair::default(); 7],
+            ..Default::default()
+        };
+        for (call, want) in [
+            (Call::Rerank(request(12)), 12),
+            (Call::Progressive(request(90)), 90),
+            (Call::Pairs(pairs), 7),
+            (
+                Call::Stream {
+                    requests: vec![request(4), request(0), request(16)],
+                    bad: 1,
+                },
+                20,
+            ),
+            (
+                Call::Cancel {
+                    call: Box::new(Call::Progressive(request(40))),
+                    after: Duration::from_millis(5),
+                },
+                40,
+            ),
+            (
+                Call::Deadline {
+                    request: request(16),
+                    deadline: Duration::from_millis(2),
+                },
+                16,
+            ),
+            (
+                Call::Bad {
+                    call: Box::new(Call::Rerank(request(1001))),
+                    rule: BAD_RULES[2],
+                },
+                1001,
+            ),
+        ] {
+            assert_eq!(call.pairs_sent(), want, "{call:?}");
+        }
+    }
+
+    #[test]
+    fn the_alone_sample_takes_served_calls_of_each_size_class_in_order() {
+        let first = 1 << 41;
+        let sample = mix().alone_sample(first, 5);
+        assert!(sample.windows(2).all(|w| w[0] < w[1]), "{sample:?}");
+        assert!(sample
+            .iter()
+            .all(|&k| (first..first + ALONE_SCAN).contains(&k)));
+        let mut per_class = [0; SIZE_CLASS_NAMES.len()];
+        for &k in &sample {
+            let planned = mix().call(k);
+            assert!(Kind::SERVED.contains(&planned.kind), "{:?}", planned.kind);
+            per_class[size_class(planned.call.pairs_sent())] += 1;
+        }
+        // The served calls send 4 to 96 pairs: the three classes up to 96
+        // are filled, the two above never drawn.
+        assert_eq!(per_class, [5, 5, 5, 0, 0]);
+        // The first served call of the scan is taken: nothing is skipped
+        // while its class has room.
+        let first_served = (first..)
+            .find(|&k| Kind::SERVED.contains(&mix().call(k).kind))
+            .unwrap();
+        assert_eq!(sample[0], first_served);
+        assert_eq!(mix().alone_sample(first, 1).len(), 3);
     }
 
     #[test]

@@ -5,21 +5,27 @@
 //!
 //! # Layout
 //! - [`args`]: the flags, [`SoakArgs`].
-//! - [`mix`]: call `k` of a soak (its kind, what it sends) and each kind's
-//!   expected outcomes.
-//! - `calls`: making one call over gRPC and naming how it ended.
+//! - [`mix`]: call `k` of a soak (its kind, what it sends, its priority),
+//!   each kind's expected outcomes, and the alone phase's sample.
+//! - `calls`: making one call over gRPC, naming how it ended, reading its
+//!   answers' Usage.
 //! - `check`: whether an OK answer is the one its request asks for.
-//! - `load`: the closed loop that measures the peak, the open-loop schedule.
+//! - `load`: the closed loop that measures the peak, the alone phase's one
+//!   call at a time, the open-loop schedule.
 //! - `rss`: the server's VmRSS, once a second.
 //! - [`trend`]: whether a series rises with time (Spearman's rho, its
 //!   permutation p-value, the Theil–Sen slope).
-//! - [`report`]: records, summary, verdict, table and JSON.
+//! - [`slowdown`]: size classes, and latency ÷ the class's time alone.
+//! - [`report`]: records, summary, verdict, table, JSON and the calls file.
 //!
 //! A soak: ModelInfo; `--connections` connections; the peak, closed loop
-//! (unless `--rate` is given); then one open-loop schedule at
-//! `--load-fraction` of it: `--warmup-secs` of warm-up, then `--minutes`
-//! measured, Stats at both ends of the measured part, RSS sampled
-//! throughout; then the table on stdout and the JSON file. The run fails
+//! (unless `--rate` is given); the alone phase (one client, one call at a
+//! time, `--alone-per-class` served calls of each size class, at most
+//! `--alone-secs`, once the server's queue is empty); then one open-loop
+//! schedule at `--load-fraction` of the peak: `--warmup-secs` of warm-up,
+//! then `--minutes` measured, Stats at both ends of the measured part, RSS
+//! sampled throughout; then the table on stdout, the JSON file and the
+//! calls file (every call of every phase, one JSON line each). The run fails
 //! (an error, so the binary exits non-zero) on any unexpected outcome in
 //! any phase, any skipped call, RSS growth over `--max-rss-growth-pct`, or
 //! a served p99 that rises through the run (`--p99-trend-alpha`).
@@ -35,6 +41,7 @@ mod load;
 pub mod mix;
 pub mod report;
 mod rss;
+pub mod slowdown;
 pub mod trend;
 
 use std::path::PathBuf;
@@ -54,6 +61,13 @@ use crate::report::{Sample, ServedModel, Tally};
 
 /// The peak phase's calls are drawn from here on, far from the open loop's.
 const PEAK_FIRST_INDEX: u64 = 1 << 40;
+/// The alone phase's, far from both.
+const ALONE_FIRST_INDEX: u64 = 1 << 41;
+/// How long the alone phase waits at most for the server's queue to empty
+/// (the peak's last calls, and the cancelled ones' work) before it starts.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(30);
+/// How often the queue is read meanwhile.
+const SETTLE_POLL: Duration = Duration::from_millis(200);
 /// How often the progress line is written.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
@@ -145,6 +159,9 @@ pub async fn run(args: SoakArgs) -> Result<SoakSummary, SoakError> {
             (peak.calls_per_sec * args.load_fraction, Some(peak))
         }
     };
+    if args.alone_secs > 0.0 {
+        time_alone(&load, &mut control, &args).await;
+    }
     let measured_secs = args.minutes * 60.0;
     let schedule = OpenLoop {
         rate,
@@ -215,11 +232,22 @@ pub async fn run(args: SoakArgs) -> Result<SoakSummary, SoakError> {
         rss_series: &rss_samples,
     };
     let json = serde_json::to_string_pretty(&document).expect("the report is plain data");
-    std::fs::write(&args.json, json).map_err(|source| SoakError::Write {
-        path: args.json.clone(),
-        source,
-    })?;
-    println!("wrote {}", args.json.display());
+    let lines = {
+        let recorder = load.recorder.lock().expect("every call has ended");
+        report::json_lines(&recorder.calls)
+    };
+    let calls_path = args.calls_path();
+    for (path, text) in [(&args.json, json), (&calls_path, lines)] {
+        std::fs::write(path, text).map_err(|source| SoakError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    println!(
+        "wrote {} and {} (every call)",
+        args.json.display(),
+        calls_path.display()
+    );
     if !summary.passed {
         return Err(SoakError::Failed {
             failures: summary.failures,
@@ -270,6 +298,33 @@ async fn measure_peak(load: &Load, args: &SoakArgs) -> Result<Peak, SoakError> {
     };
     println!("peak: {calls_per_sec:.2} calls/s (calls answered in the second half)");
     Ok(peak)
+}
+
+/// The alone phase: once the server's queue is empty (or after
+/// `SETTLE_AT_MOST`), one client sends the mix's sample one call at a time.
+async fn time_alone(load: &Load, control: &mut Client, args: &SoakArgs) {
+    let settle_end = Instant::now() + SETTLE_AT_MOST;
+    while Instant::now() < settle_end {
+        match driver::read_stats(control, load.origin).await {
+            Ok(stats) if stats.queued_pairs > 0 => tokio::time::sleep(SETTLE_POLL).await,
+            _ => break,
+        }
+    }
+    let sample = load
+        .mix
+        .alone_sample(ALONE_FIRST_INDEX, args.alone_per_class);
+    println!(
+        "timing calls alone: {} served calls ({} of each size class the mix draws), one at a time, at most {} s",
+        sample.len(),
+        args.alone_per_class,
+        args.alone_secs
+    );
+    let started = Instant::now();
+    let made = load::alone(load, &sample, args.alone_secs).await;
+    println!(
+        "timed {made} calls alone in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// A line on stderr every 10 s: calls ended, unexpected, skipped, RSS.

@@ -1,11 +1,14 @@
-//! The soak's numbers: every call's record, and from them the counts by
-//! kind and outcome, p50/p99 of the first and last window side by side,
-//! per-slice percentiles and their trend, the server's RSS after warm-up
-//! against the end, the verdict, the stdout table and the JSON document.
+//! The soak's numbers: every call's record (and its line in the calls
+//! file), and from them the counts by kind and outcome, p50/p99 of the
+//! first and last window side by side, per-slice percentiles and their
+//! trend, slowdown by size class against the alone phase, the server's RSS
+//! after warm-up against the end, the verdict, the stdout table and the
+//! JSON document.
 //!
 //! Owns: every statistic the soak reports, and the rules that fail a run
 //! (an unexpected outcome, a skipped call, RSS growth over the bound, a
-//! served p99 that rises through the run).
+//! served p99 that rises through the run; slowdown is reported, not
+//! judged).
 //! Must never: do I/O, read a clock (times are passed in) or know gRPC.
 
 use std::collections::BTreeMap;
@@ -14,6 +17,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::mix::{Kind, CLIENT_CANCELLED};
+use super::slowdown::{self, ClassSlowdown, Timed};
 use super::trend::{trend, Trend, PERMUTATIONS};
 use crate::report::{percentile, Sample, Summary as BenchSummary};
 
@@ -23,6 +27,8 @@ use crate::report::{percentile, Sample, Summary as BenchSummary};
 pub enum Phase {
     /// The closed-loop phase that measures the peak.
     Peak,
+    /// One client, one call at a time: each size class's time alone.
+    Alone,
     /// Open loop at the soak's rate, before measuring.
     Warmup,
     Measured,
@@ -31,14 +37,65 @@ pub enum Phase {
 /// One call as it ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CallRecord {
+    /// The call's index in the mix (`Mix::call`): the same seed and index
+    /// send the same call.
+    pub index: u64,
     pub phase: Phase,
     pub kind: Kind,
-    /// When the call was due (open loop) or sent (closed loop), in seconds
-    /// since the soak began. Latency runs from then, so a server that falls
-    /// behind the schedule shows it as latency.
+    /// The priority its requests carried.
+    pub priority: i32,
+    /// Documents or pairs sent, or the pairs the answer's Usage counts
+    /// (each window of a chunked document one) where it has one.
+    pub pairs: u32,
+    /// Tokens the answer's Usage counts, for an OK answer.
+    pub tokens: Option<u64>,
+    /// When the call was due (open loop) or sent (closed loop, alone), in
+    /// seconds since the soak began. Latency runs from then, so a server
+    /// that falls behind the schedule shows it as latency.
     pub t_secs: f64,
     pub latency_us: u64,
     pub code: &'static str,
+}
+
+/// A call's line in the calls file (JSON lines, one object a call).
+#[derive(Debug, Serialize)]
+struct CallLine {
+    index: u64,
+    phase: Phase,
+    kind: Kind,
+    priority: i32,
+    pairs: u32,
+    tokens: Option<u64>,
+    /// Seconds since the soak began.
+    due_secs: f64,
+    /// Seconds from due to the end of the call.
+    latency_secs: f64,
+    /// "ok", or the status code's name (or the client's own outcome:
+    /// CLIENT_CANCELLED, CLIENT_DEADLINE, WRONG_ANSWER).
+    outcome: &'static str,
+}
+
+impl CallRecord {
+    /// The call's line in the calls file, without its newline.
+    pub fn json_line(&self) -> String {
+        let line = CallLine {
+            index: self.index,
+            phase: self.phase,
+            kind: self.kind,
+            priority: self.priority,
+            pairs: self.pairs,
+            tokens: self.tokens,
+            due_secs: self.t_secs,
+            latency_secs: self.latency_us as f64 / 1e6,
+            outcome: if self.code == "OK" { "ok" } else { self.code },
+        };
+        serde_json::to_string(&line).expect("a call record is plain data")
+    }
+}
+
+/// The calls file: one JSON line for each call, in the order they ended.
+pub fn json_lines(calls: &[CallRecord]) -> String {
+    calls.iter().map(|c| c.json_line() + "\n").collect()
 }
 
 /// Outcomes a kind should not have, with the first one's message.
@@ -203,6 +260,10 @@ pub struct SoakSummary {
     pub slices: Vec<Slice>,
     /// The trend of the slices' served p99 (ms per slice), from 3 slices.
     pub served_p99_trend: Option<Trend>,
+    /// The served kinds' OK calls of the measured phase against their size
+    /// class's time alone, one row per class (reported, not judged;
+    /// `slowdown::worst_p99` is the figure a bound would take).
+    pub slowdown: Vec<ClassSlowdown>,
     /// Over every phase.
     pub unexpected: Vec<Unexpected>,
     pub skipped: u64,
@@ -212,15 +273,6 @@ pub struct SoakSummary {
     pub failures: Vec<String>,
     pub passed: bool,
 }
-
-/// Kinds whose OK latency is the service's latency.
-const SERVED: [Kind; 5] = [
-    Kind::Rerank,
-    Kind::Pairs,
-    Kind::Stream,
-    Kind::Progressive,
-    Kind::Chunked,
-];
 
 /// Slices of the measured phase per window.
 const SLICES_PER_WINDOW: f64 = 5.0;
@@ -243,8 +295,20 @@ pub fn summarize(
         .iter()
         .map(|&kind| kind_row(kind, &measured, first, last))
         .collect();
-    let served = |c: &&&CallRecord| SERVED.contains(&c.kind) && c.code == "OK";
-    let served_calls: Vec<&CallRecord> = measured.iter().filter(served).copied().collect();
+    let served = |c: &&CallRecord| Kind::SERVED.contains(&c.kind) && c.code == "OK";
+    let served_calls: Vec<&CallRecord> = measured.iter().copied().filter(served).collect();
+    let timed = |c: &CallRecord| Timed {
+        pairs: c.pairs,
+        latency_us: c.latency_us,
+    };
+    let alone: Vec<Timed> = recorder
+        .calls
+        .iter()
+        .filter(|c| c.phase == Phase::Alone)
+        .filter(served)
+        .map(timed)
+        .collect();
+    let loaded: Vec<Timed> = served_calls.iter().copied().map(timed).collect();
     let slice_secs = plan.window_secs / SLICES_PER_WINDOW;
     let slices: Vec<Slice> = (0..)
         .map(|i| start + i as f64 * slice_secs)
@@ -276,6 +340,7 @@ pub fn summarize(
         served_last: window(&served_calls, last),
         slices,
         served_p99_trend,
+        slowdown: slowdown::by_class(&alone, &loaded),
         unexpected,
         skipped: recorder.skipped,
         rss,
@@ -514,6 +579,7 @@ pub fn table(summary: &SoakSummary) -> String {
             trend.spearman_rho, trend.points, trend.p_value, PERMUTATIONS, trend.theil_sen_slope
         );
     }
+    slowdown_table(&mut out, &summary.slowdown);
     match &summary.rss {
         Some(rss) => {
             let _ = writeln!(
@@ -564,6 +630,39 @@ pub fn table(summary: &SoakSummary) -> String {
     out
 }
 
+/// The slowdown rows of the classes with a call, alone or measured.
+fn slowdown_table(out: &mut String, classes: &[ClassSlowdown]) {
+    if classes.iter().all(|c| c.alone_calls == 0) {
+        let _ = writeln!(
+            out,
+            "  slowdown by size class: not measured (no served call timed alone)"
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n  slowdown by size class (served OK calls measured, latency / the class's median time alone):"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<8} {:>6} {:>12} {:>7}  {:>6} {:>6} {:>6}",
+        "pairs", "alone", "alone p50 ms", "calls", "p50", "p99", "max"
+    );
+    for c in classes.iter().filter(|c| c.alone_calls > 0 || c.calls > 0) {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:>6} {:>12} {:>7}  {:>6} {:>6} {:>6}",
+            c.class,
+            c.alone_calls,
+            optional(c.alone_ms, 1),
+            c.calls,
+            optional(c.p50, 2),
+            optional(c.p99, 2),
+            optional(c.max, 2)
+        );
+    }
+}
+
 fn pair(window: &Window) -> String {
     format!(
         "{}/{}",
@@ -597,12 +696,16 @@ mod tests {
 
     fn call(kind: Kind, t_secs: f64, latency_ms: u64, code: &'static str) -> CallRecord {
         CallRecord {
+            index: 0,
             phase: if t_secs < 100.0 {
                 Phase::Warmup
             } else {
                 Phase::Measured
             },
             kind,
+            priority: 0,
+            pairs: 16,
+            tokens: None,
             t_secs,
             latency_us: latency_ms * 1000,
             code,
@@ -735,6 +838,152 @@ mod tests {
         assert_eq!(summary.failures.len(), 1);
         assert!(summary.failures[0].starts_with("3 call(s) not sent"));
         assert!(table(&summary).contains("FAILED"));
+    }
+
+    #[test]
+    fn a_call_is_one_json_line_with_seconds_and_ok_in_lower_case() {
+        let served = CallRecord {
+            index: 17,
+            phase: Phase::Measured,
+            kind: Kind::Chunked,
+            priority: -1,
+            pairs: 11,
+            tokens: Some(4321),
+            t_secs: 123.5,
+            latency_us: 1_250_000,
+            code: "OK",
+        };
+        assert_eq!(
+            served.json_line(),
+            r#"{"index":17,"phase":"measured","kind":"chunked","priority":-1,"pairs":11,"tokens":4321,"due_secs":123.5,"latency_secs":1.25,"outcome":"ok"}"#
+        );
+        let dropped = CallRecord {
+            phase: Phase::Alone,
+            kind: Kind::Cancel,
+            priority: 1,
+            tokens: None,
+            latency_us: 7_000,
+            code: CLIENT_CANCELLED,
+            ..served
+        };
+        let lines = json_lines(&[served, dropped]);
+        assert!(
+            lines.ends_with('\n') && lines.lines().count() == 2,
+            "{lines}"
+        );
+        let second: serde_json::Value =
+            serde_json::from_str(lines.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(second["phase"], "alone");
+        assert_eq!(second["kind"], "cancel");
+        assert_eq!(second["priority"], 1);
+        assert_eq!(second["tokens"], serde_json::Value::Null);
+        assert_eq!(second["latency_secs"], 0.007);
+        assert_eq!(second["outcome"], "CLIENT_CANCELLED");
+    }
+
+    fn alone(kind: Kind, pairs: u32, latency_ms: u64, code: &'static str) -> CallRecord {
+        CallRecord {
+            phase: Phase::Alone,
+            pairs,
+            ..call(kind, 20.0, latency_ms, code)
+        }
+    }
+
+    #[test]
+    fn slowdown_divides_the_measured_served_calls_by_their_class_time_alone() {
+        let mut recorder = Recorder::default();
+        // Alone: small calls 100 ms (a deadline call and a failed one do
+        // not count), 33-64 pairs 1 s.
+        for latency in [100, 100, 120, 90, 80] {
+            recorder.record(alone(Kind::Rerank, 20, latency, "OK"), "");
+        }
+        recorder.record(alone(Kind::Deadline, 20, 5, "OK"), "");
+        recorder.record(alone(Kind::Pairs, 20, 1, "UNAVAILABLE"), "gone");
+        for latency in [1000, 900, 1100] {
+            recorder.record(alone(Kind::Progressive, 50, latency, "OK"), "");
+        }
+        // Measured: small calls 200 ms, one at 1 s; 33-64 at 1.5 s; calls
+        // of the warm-up, of a kind not served, or not OK do not count.
+        for t in 0..99 {
+            recorder.record(call(Kind::Pairs, 100.0 + t as f64, 200, "OK"), "");
+        }
+        recorder.record(call(Kind::Rerank, 300.0, 1000, "OK"), "");
+        recorder.record(
+            CallRecord {
+                pairs: 60,
+                ..call(Kind::Stream, 400.0, 1500, "OK")
+            },
+            "",
+        );
+        recorder.record(call(Kind::Rerank, 50.0, 9000, "OK"), "");
+        recorder.record(call(Kind::Deadline, 300.0, 9000, "OK"), "");
+        recorder.record(call(Kind::Cancel, 300.0, 9000, "OK"), "");
+        recorder.record(call(Kind::Deadline, 300.0, 9000, "DEADLINE_EXCEEDED"), "");
+
+        // The p99 trend is left out: these few slices are not about it.
+        let unjudged = Plan {
+            p99_trend_alpha: 0.0,
+            ..plan()
+        };
+        let summary = summarize(unjudged, &recorder, &flat_rss(0.0, 700.0, 100.0), None);
+        // Alone calls are no measured calls: rerank counts its one.
+        assert_eq!(summary.kinds[0].calls, 1);
+        let small = &summary.slowdown[0];
+        assert_eq!((small.alone_calls, small.alone_ms), (5, Some(100.0)));
+        assert_eq!(small.calls, 100);
+        assert_eq!(
+            (small.p50, small.p99, small.max),
+            (Some(2.0), Some(2.0), Some(10.0))
+        );
+        let middle = &summary.slowdown[1];
+        assert_eq!((middle.alone_calls, middle.calls), (3, 1));
+        assert_eq!((middle.alone_ms, middle.p50), (Some(1000.0), Some(1.5)));
+        assert_eq!(slowdown::worst_p99(&summary.slowdown), Some(2.0));
+        // Reported, not judged: the one failure is the alone phase's
+        // UNAVAILABLE (unexpected in any phase), not the tenfold slowdown.
+        assert_eq!(summary.failures.len(), 1, "{:?}", summary.failures);
+        assert!(
+            summary.failures[0]
+                .starts_with("1 pairs call(s) ended UNAVAILABLE (first in the Alone phase"),
+            "{:?}",
+            summary.failures
+        );
+        let table = table(&summary);
+        assert!(table.contains("slowdown by size class"), "{table}");
+        let row = table
+            .lines()
+            .find(|l| l.trim_start().starts_with("33-64"))
+            .unwrap();
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["33-64", "3", "1000.0", "1", "1.50", "1.50", "1.50"]
+        );
+        assert!(
+            !table.contains("97-256"),
+            "a class with no call is left out:\n{table}"
+        );
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["slowdown"].as_array().unwrap().len(), 5);
+        assert_eq!(json["slowdown"][0]["class"], "<=32");
+        assert_eq!(json["slowdown"][0]["p99"], 2.0);
+    }
+
+    #[test]
+    fn without_calls_alone_there_is_no_slowdown() {
+        let summary = summarize(
+            plan(),
+            &by_slice(|_| 100),
+            &flat_rss(0.0, 700.0, 100.0),
+            None,
+        );
+        assert_eq!(summary.slowdown[0].calls, 300);
+        assert_eq!(
+            (summary.slowdown[0].alone_ms, summary.slowdown[0].p50),
+            (None, None)
+        );
+        assert_eq!(slowdown::worst_p99(&summary.slowdown), None);
+        assert!(table(&summary).contains("slowdown by size class: not measured"));
+        assert!(summary.passed);
     }
 
     /// Served Rerank calls of `latency(slice)` ms, ten in each 20 s slice.
