@@ -180,6 +180,20 @@ pub struct ServeArgs {
     )]
     pub max_queue_time_secs: f64,
 
+    /// Refuse a request at admission when the work queued ahead of it and
+    /// its own would not finish before its deadline (or --max-queue-time):
+    /// RESOURCE_EXHAUSTED, HTTP 503, with retry-after, before it costs any
+    /// model time. Off, such a request queues and may end
+    /// DEADLINE_EXCEEDED after using model time.
+    #[arg(
+        long,
+        env = "RERANKD_REFUSE_LATE",
+        default_value = "on",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    pub refuse_late: bool,
+
     /// The aging guard of the shortest-work-first order: a request whose
     /// (time waited + estimated time left) ÷ its time alone passes this goes
     /// ahead of every request of its priority that has not.
@@ -674,6 +688,7 @@ impl ServeArgs {
                 },
                 max_failed_batches: self.max_failed_batches,
                 max_queue_time: Duration::from_secs_f64(self.max_queue_time_secs),
+                refuse_late: self.refuse_late,
                 max_slowdown: self.max_slowdown,
                 batch_target_tokens: self.batch_target_tokens,
                 ..BatcherConfig::default()

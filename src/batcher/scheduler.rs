@@ -71,6 +71,9 @@ pub struct BatcherConfig {
     /// refuses it when the work ahead would not let it finish in time, and
     /// the queue drops it when it passes.
     pub max_queue_time: Duration,
+    /// Refuse a request whose deadline the work ahead and its own would
+    /// pass (`Pace::admit`); off, it queues and may end DEADLINE_EXCEEDED.
+    pub refuse_late: bool,
     /// The aging guard: a request whose (waited + remaining) ÷ time alone
     /// passes this goes ahead of every request of its priority that has not
     /// (`queue::Aging`).
@@ -97,6 +100,7 @@ impl Default for BatcherConfig {
             controller: ControllerConfig::default(),
             max_failed_batches: 5,
             max_queue_time: Duration::from_secs(60),
+            refuse_late: true,
             max_slowdown: 4.0,
             batch_target_tokens: 0,
             pad_token_id: 0,
@@ -126,6 +130,10 @@ pub struct Worker {
 /// the estimate until batches correct it.
 const UNMEASURED_TARGET_TOKENS: usize = usize::MAX;
 const UNMEASURED_SECS_PER_TOKEN: f64 = 2e-4;
+
+/// How long a request whose answer was dropped waits for the reason the
+/// scheduler stopped (`supervise` records it microseconds later).
+const STOP_REASON_WAIT: Duration = Duration::from_secs(1);
 
 /// The time alone of any request, beyond its tokens (tokenizing, the call):
 /// the aging guard divides by at least this.
@@ -366,7 +374,20 @@ impl Batcher {
         if self.submissions.send(Message::Check(check)).is_err() {
             return Err(self.stopped());
         }
-        answer.await.map_err(|_| self.stopped())?
+        match answer.await {
+            Ok(answer) => answer,
+            Err(_) => Err(self.stopped_while_waiting().await),
+        }
+    }
+
+    /// What a request whose answer was dropped gets: the scheduler ended
+    /// while holding it. Its state (and so this request's reply) is dropped
+    /// before `supervise` records why, so this waits, a bounded while, for
+    /// the live workers to go to 0, which happens right after.
+    async fn stopped_while_waiting(&self) -> Error {
+        let mut live = self.live_workers.clone();
+        let _ = tokio::time::timeout(STOP_REASON_WAIT, live.wait_for(|&n| n == 0)).await;
+        self.stopped()
     }
 
     /// What a request gets once the scheduler task has ended.
@@ -417,7 +438,10 @@ impl Batcher {
             self.queued_pairs.fetch_sub(count, Ordering::SeqCst);
             return Err(self.stopped());
         }
-        answer.await.map_err(|_| self.stopped())?
+        match answer.await {
+            Ok(answer) => answer,
+            Err(_) => Err(self.stopped_while_waiting().await),
+        }
     }
 
     /// How many workers are in service, updated as workers are taken out
@@ -799,6 +823,9 @@ impl Scheduler {
         if deadline <= now {
             return Err(Error::DeadlineExceeded);
         }
+        if !self.config.refuse_late {
+            return Ok(());
+        }
         let in_flight: usize = self
             .workers
             .iter()
@@ -849,6 +876,16 @@ impl Scheduler {
     }
 
     fn complete(&mut self, worker: usize, rows: Rows, scored: ScoredBatch) {
+        // A model thread answers one result per row; anything else is a bug
+        // that would leave requests waiting forever, so it stops the
+        // scheduler loudly (`supervise` then turns health NOT_SERVING).
+        assert_eq!(
+            rows.len(),
+            scored.scores.len(),
+            "the model thread answered {} results for a batch of {} rows",
+            scored.scores.len(),
+            rows.len()
+        );
         let broken = scored.scores.iter().find_map(|score| match score {
             Err(error @ ScoreError::DeviceFailed(message)) => {
                 Some((format!("its device failed ({})", error.headline()), message))
@@ -1580,5 +1617,159 @@ mod tests {
         assert_eq!(stats.workers[0].batches, 6, "{stats:?}");
         assert_eq!(stats.workers[1].pairs, 6, "{stats:?}");
         assert_eq!(stats.queued_pairs, 0);
+    }
+
+    /// A worker whose pace was measured at start-up: `secs_per_token` of
+    /// model time per token, no batch target.
+    fn paced(device: &str, model: ModelClient, secs_per_token: f64) -> Worker {
+        Worker {
+            speed: Some(Speed {
+                target_tokens: usize::MAX,
+                secs_per_token,
+            }),
+            ..worker(device, model)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admission_refuses_what_its_deadline_cannot_cover_behind_the_work_ahead() {
+        let (_thread, client, open_gate) = held_model().await;
+        // 1 ms a token; batches of at most 16 pairs.
+        let batcher = Batcher::start(config(), vec![paced("fake", client, 0.001)]);
+        let in_a = |ms| Some(Instant::now() + Duration::from_millis(ms));
+        // 90 pairs of 10 tokens: 0.9 s of work, admitted under the
+        // --max-queue-time of 60 s; its first batch is held on the model,
+        // and a second is cut ahead: 320 tokens in flight, 580 queued.
+        let large = batcher.score(pairs(&[10; 90], 1), None, 0);
+        tokio::pin!(large);
+        poll_once(&mut large).await;
+        // 30 tokens more go before the queued 580 (less work): 0.32 + 0.03 s.
+        assert!(batcher.check(30, in_a(1000), 0).await.is_ok());
+        let refused = batcher.check(30, in_a(200), 0).await;
+        assert!(
+            matches!(refused, Err(Error::TooLate { needed, .. }) if needed == Duration::from_millis(350)),
+            "{refused:?}"
+        );
+        // Another 900 tokens wait behind all of it: 0.32 + 0.58 + 0.9 s.
+        let refused = batcher.score(pairs(&[10; 90], 2), in_a(1500), 0).await;
+        match refused {
+            Err(Error::TooLate {
+                needed,
+                own,
+                retry_after,
+                ..
+            }) => {
+                assert_eq!(needed, Duration::from_millis(1800));
+                assert_eq!(own, Duration::from_millis(900));
+                // The work ahead drains in 0.9 s; the hint is at least
+                // --retry-after's 1 s.
+                assert_eq!(retry_after, Duration::from_secs(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // More urgent, it goes before the queued 580 tokens: 1.22 s.
+        let urgent = batcher.score(pairs(&[10; 90], 3), in_a(1500), -1);
+        tokio::pin!(urgent);
+        poll_once(&mut urgent).await;
+        let stats = batcher.stats();
+        assert_eq!(stats.refused_late, 2, "{stats:?}");
+        assert_eq!(stats.queued_pairs, 180, "{stats:?}");
+        drop(open_gate);
+        assert_eq!(large.await.unwrap().scores.len(), 90);
+        assert_eq!(urgent.await.unwrap().scores.len(), 90);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_more_urgent_request_is_scored_first_whatever_its_arrival() {
+        let (_thread, client, open_gate) = held_model().await;
+        // No queue delay: each request is cut (or queued) as it is admitted.
+        let config = BatcherConfig {
+            max_batch_pairs: 3,
+            max_queue_delay: Duration::ZERO,
+            ..config()
+        };
+        let batcher = Batcher::start(config, vec![worker("fake", client)]);
+        let blocker = batcher.score(pairs(&[10], 1), None, 0);
+        tokio::pin!(blocker);
+        poll_once(&mut blocker).await;
+        // Its 3 pairs fill a batch: it is cut ahead while the blocker runs.
+        let ahead = batcher.score(pairs(&[10; 3], 2), None, 1);
+        tokio::pin!(ahead);
+        poll_once(&mut ahead).await;
+        let normal = batcher.score(pairs(&[10; 3], 3), None, 0);
+        tokio::pin!(normal);
+        poll_once(&mut normal).await;
+        let urgent = batcher.score(pairs(&[10; 3], 4), None, -1);
+        tokio::pin!(urgent);
+        poll_once(&mut urgent).await;
+        // Three batches: the blocker, the one cut ahead, then the urgent
+        // one, although the normal one arrived first.
+        for _ in 0..3 {
+            open_gate.send(()).unwrap();
+        }
+        let scored = tokio::time::timeout(Duration::from_secs(30), &mut urgent)
+            .await
+            .expect("the urgent request is scored in the third batch");
+        assert_eq!(scored.unwrap().scores.len(), 3);
+        poll_once(&mut normal).await;
+        drop(open_gate);
+        assert_eq!(normal.await.unwrap().scores.len(), 3);
+        assert_eq!(ahead.await.unwrap().scores.len(), 3);
+        assert_eq!(blocker.await.unwrap().scores.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_stay_under_the_time_target() {
+        let (_thread, client) = sound_model().await;
+        let config = BatcherConfig {
+            batch_target_tokens: 40,
+            ..config()
+        };
+        let batcher = Batcher::start(config, vec![worker("fake", client)]);
+        let scored = batcher.score(pairs(&[10; 20], 1), None, 0).await.unwrap();
+        assert_eq!(scored.scores.len(), 20);
+        let stats = batcher.stats().workers.remove(0);
+        assert_eq!(stats.target_tokens, Some(40));
+        // 4 pairs of 10 a batch, where memory's budget (2048) allows 16.
+        assert_eq!((stats.batches, stats.pairs), (5, 20), "{stats:?}");
+    }
+
+    /// Answers no score at all for any batch: a broken promise that only a
+    /// bug could make.
+    struct Mute;
+
+    impl crate::model::Scorer for Mute {
+        fn score(&mut self, _batch: &PaddedBatch) -> Result<Vec<f32>, ScoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scheduler_that_panics_takes_every_worker_out_and_says_why() {
+        let (_thread, client, ()) = ModelThread::start(|| Ok((Mute, None, ()))).await.unwrap();
+        let batcher = Batcher::start(config(), vec![worker("fake", client)]);
+        let mut live = batcher.live_workers();
+        assert_eq!(*live.borrow(), 1);
+        let answer = batcher.score(pairs(&[10; 2], 1), None, 0).await;
+        match answer {
+            Err(Error::Unavailable(message)) => {
+                assert!(message.contains("scheduler stopped"), "{message}");
+                assert!(message.contains("panicked"), "{message}");
+                assert!(message.contains("answered 0 results"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Health follows the live workers (serving.rs): 0 is NOT_SERVING.
+        tokio::time::timeout(Duration::from_secs(30), live.wait_for(|&n| n == 0))
+            .await
+            .expect("the live workers go to 0")
+            .unwrap();
+        let next = batcher.score(pairs(&[10], 2), None, 0).await;
+        assert!(
+            matches!(&next, Err(Error::Unavailable(m)) if m.contains("panicked")),
+            "{next:?}"
+        );
+        let check = batcher.check(10, None, 0).await;
+        assert!(matches!(check, Err(Error::Unavailable(_))), "{check:?}");
     }
 }

@@ -13,6 +13,7 @@ mod batcher;
 mod bench;
 mod binary;
 mod clients;
+mod contention;
 mod exported_models;
 mod fuzzing;
 mod http;

@@ -12,12 +12,14 @@ const PARIS: &str = "Paris is the capital and largest city of France.";
 /// How far bf16 raw scores may stray from fp32. Real weights (the MiniLM
 /// cosine) move by about 3e-3; the tiny random-init models, whose weights are
 /// ten times larger than trained ones, by up to about 0.06 on logits spread
-/// over about 1, which is why they get a looser bound. Order is checked apart.
+/// over about 1 where bf16 is emulated, and 0.11 (tiny-xlmr) with native
+/// AMX/avx512_bf16 kernels, which is why they get a looser bound. Order is
+/// checked apart.
 fn bf16_tolerance(model: &str) -> f32 {
     if model == "minilm-pair" {
         1e-2
     } else {
-        0.1
+        0.2
     }
 }
 
@@ -98,21 +100,24 @@ async fn served_dtype(model: &str, dtype: &str) -> String {
     info.dtype
 }
 
+/// `auto` is bf16 on a CPU with native bf16 and fp32 elsewhere; a model
+/// that bf16 reorders (random-init ones can be: tiny-bert is, on an AMX
+/// CPU) falls back to fp32 through the golden gate and then matches the
+/// golden scores exactly; real weights keep bf16.
 #[tokio::test]
 async fn auto_precision_keeps_the_golden_order_within_bf16_tolerance() {
-    let expected = if cpu_has_native_bf16() {
-        "bf16"
-    } else {
-        "fp32"
-    };
+    let native = cpu_has_native_bf16();
     for model in ["tiny-bert", "minilm-pair"] {
-        assert_eq!(served_dtype(model, "auto").await, expected, "{model}");
-        let tolerance = if expected == "bf16" {
-            bf16_tolerance(model)
-        } else {
-            1e-4
-        };
-        check_golden(model, "auto", tolerance).await;
+        let served = served_dtype(model, "auto").await;
+        match (served.as_str(), native) {
+            ("bf16", true) => check_golden(model, "auto", bf16_tolerance(model)).await,
+            ("fp32", false) => check_golden(model, "auto", 1e-4).await,
+            ("fp32", true) => {
+                assert_ne!(model, "minilm-pair", "real weights must keep bf16");
+                check_golden(model, "auto", 1e-4).await;
+            }
+            (other, _) => panic!("{model}: auto serves {other} (native bf16: {native})"),
+        }
     }
 }
 
@@ -542,13 +547,30 @@ async fn bare_call(
 /// A deadline that passes while the documents are being tokenized and
 /// scored is answered by rerankd itself with DEADLINE_EXCEEDED (not by
 /// tonic's transport timer with CANCELLED), in Rerank and ScorePairs, and
-/// the server goes on serving.
+/// the server goes on serving. Admission would refuse such a request up
+/// front (below), so this server admits late work (`--refuse-late off`), as
+/// one does whose pace estimate was too hopeful.
 #[tokio::test]
 async fn a_deadline_that_passes_gets_deadline_exceeded_and_the_server_goes_on() {
-    let addr = start_server(model_config(model_dir("minilm-pair"), "fp32")).unwrap();
+    let mut infer = rerankd::config::InferConfig::default();
+    infer.batcher.refuse_late = false;
+    let addr = start_server_with(model_config(model_dir("minilm-pair"), "fp32"), infer).unwrap();
+    let refusing = shared_server("minilm-pair", "fp32");
     // 256 pairs of 512 tokens: seconds of work on a CPU, far past 100 ms.
     let long = long_document(600);
     let documents: Vec<&str> = (0..256).map(|_| long.as_str()).collect();
+
+    // Admission refuses it before tokenizing: RESOURCE_EXHAUSTED saying by
+    // how much, with retry-after.
+    let (code, message) = bare_call(
+        refusing,
+        "/rerank.v1.Reranker/Rerank",
+        request("query", &documents),
+        "100m",
+    )
+    .await;
+    assert_eq!(code, Code::ResourceExhausted as i32, "{message}");
+    assert!(message.contains("deadline%20is"), "{message}");
 
     let (code, message) = bare_call(
         addr,

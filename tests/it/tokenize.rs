@@ -3,7 +3,7 @@
 //! side (as the Hugging Face tokenizer's own truncation does), and long
 //! documents split into overlapping windows.
 
-use crate::common::model_dir;
+use crate::common::{model_dir, models_dir};
 use rerankd::model::EncodedPair;
 use rerankd::tokenize::{Abandon, ChunkPlan, Fit, Overflow, PairTokenizer, Side};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
@@ -447,4 +447,53 @@ fn an_abandoned_request_stops_before_its_next_document() {
         tokenizer.encode_request("capital", &documents, fit, &late),
         Err(rerankd::Error::DeadlineExceeded)
     ));
+}
+
+/// `rerankd::token_bound` (admission's estimate before tokenizing) is a
+/// lower bound for every test model's tokenizer, on texts that tokenize
+/// short: long words, punctuation runs, CJK without spaces, a huge word
+/// WordPiece turns into one [UNK].
+#[test]
+fn the_token_bound_never_exceeds_what_real_tokenizers_make() {
+    let dir = models_dir();
+    let texts = [
+        "internationalization antidisestablishmentarianism".to_string(),
+        "!!! ??? ... ,,, ;;;".to_string(),
+        "東京は日本の首都です。大阪は大きな都市です。".to_string(),
+        "x".repeat(5000),
+        "the quick brown fox jumps over the lazy dog ".repeat(50),
+    ];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).expect("the test models directory") {
+        let file = entry
+            .expect("a directory entry")
+            .path()
+            .join("tokenizer.json");
+        if !file.is_file() {
+            continue;
+        }
+        let mut tokenizer = Tokenizer::from_file(&file).expect("a tokenizer");
+        tokenizer.with_truncation(None).expect("truncation off");
+        for query in &texts {
+            for document in &texts {
+                let encoding = tokenizer
+                    .encode((query.as_str(), document.as_str()), true)
+                    .expect("encodes");
+                let real = encoding.get_ids().len();
+                let bound = rerankd::token_bound::rerank_tokens_at_least(
+                    query,
+                    [document],
+                    usize::MAX,
+                    None,
+                );
+                assert!(
+                    bound <= real,
+                    "{}: bound {bound} over {real} tokens for {query:.20?} / {document:.20?}",
+                    file.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no tokenizer.json under RERANKD_TEST_MODELS");
 }
