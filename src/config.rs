@@ -180,6 +180,18 @@ pub struct ServeArgs {
     )]
     pub max_queue_time_secs: f64,
 
+    /// Megabytes of an exact score cache shared by every API: a pair the
+    /// model has scored (as it saw it: after tokenizing, truncation and
+    /// windowing, in the serving precision) is answered from it without
+    /// queueing. Least recently used entries go first; 128 bytes an entry.
+    /// 0: off.
+    #[arg(
+        long,
+        env = "RERANKD_SCORE_CACHE_MB",
+        default_value_t = InferConfig::default().score_cache_bytes >> 20
+    )]
+    pub score_cache_mb: usize,
+
     /// Refuse a request at admission when the work queued ahead of it and
     /// its own would not finish before its deadline (or --max-queue-time):
     /// RESOURCE_EXHAUSTED, HTTP 503, with retry-after, before it costs any
@@ -498,6 +510,8 @@ pub struct InferConfig {
     pub max_chunks_per_document: usize,
     /// The in-flight byte budget (`inflight`).
     pub max_inflight_bytes: usize,
+    /// Bytes of the exact score cache (`cache`); 0: off.
+    pub score_cache_bytes: usize,
     /// What the batcher takes, as it takes it. Start-up fills in only what
     /// the model decides (padding id, token types, the window as the
     /// smallest budget).
@@ -556,6 +570,7 @@ impl Default for InferConfig {
             max_document_bytes: 64 * 1024,
             max_chunks_per_document: 64,
             max_inflight_bytes: 256 * 1024 * 1024,
+            score_cache_bytes: 0,
             batcher: BatcherConfig {
                 min_padding_efficiency: default_padding_floor(DeviceSpec::Cpu),
                 batch_overhead_tokens: default_batch_overhead(DeviceSpec::Cpu),
@@ -672,6 +687,7 @@ impl ServeArgs {
             max_document_bytes: self.max_document_bytes,
             max_chunks_per_document: self.max_chunks_per_document.max(1),
             max_inflight_bytes: self.max_inflight_bytes,
+            score_cache_bytes: self.score_cache_mb << 20,
             batcher: BatcherConfig {
                 max_batch_pairs: self.max_batch_pairs.max(1),
                 max_queue_delay: Duration::from_millis(self.max_queue_delay_ms),

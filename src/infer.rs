@@ -6,7 +6,9 @@
 //! Owns: request validation, the ranking order (raw score descending, ties
 //! in input order), usage/timing accounting, and a request's charge on the
 //! in-flight byte budget (its text on arrival, its token ids once made,
-//! held until it is answered); scoring goes through the shared batcher. Must never: know about tonic or
+//! held until it is answered); scoring goes through the score cache, when
+//! on (hits are answered at once; only misses are submitted), then the
+//! shared batcher. Must never: know about tonic or
 //! protobuf (the gRPC layer converts), touch libtorch (the model thread does),
 //! or tokenize on a tokio worker thread.
 
@@ -17,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::aggregate::{Aggregate, Gather};
 use crate::batcher::scheduler::{Batcher, BatcherStats, Progress, RequestScores};
+use crate::cache::{CacheStats, Keys, ScoreCache};
 use crate::config::InferConfig;
 use crate::error::Error;
 use crate::inflight::{Charge, InflightBytes};
@@ -200,7 +203,12 @@ pub struct Infer {
     info: Arc<ModelInfo>,
     config: InferConfig,
     inflight: Arc<InflightBytes>,
+    /// `--score-cache-mb`; `None` when off.
+    cache: Option<Arc<ScoreCache>>,
 }
+
+/// When (deadline) and how urgently (priority) a request is to be scored.
+type Schedule = (Option<Instant>, i32);
 
 impl Infer {
     pub fn new(
@@ -209,13 +217,25 @@ impl Infer {
         info: ModelInfo,
         config: InferConfig,
     ) -> Self {
+        // Scores of another model or precision must never hit: the salt
+        // names both (and the window, which decides what a pair is).
+        let salt = format!(
+            "{}|{}|{}|{}|{}",
+            info.name, info.architecture, info.mode, info.max_length, info.dtype
+        );
         Infer {
             tokenizer: Arc::new(tokenizer),
             batcher,
-            info: Arc::new(info),
             inflight: InflightBytes::new(config.max_inflight_bytes),
+            cache: ScoreCache::new(config.score_cache_bytes, &salt).map(Arc::new),
+            info: Arc::new(info),
             config,
         }
+    }
+
+    /// The score cache's counters; `None` when it is off.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|cache| cache.stats())
     }
 
     /// The in-flight byte budget, which the transport also charges while a
@@ -289,15 +309,17 @@ impl Infer {
         // Dropped with this future when the client cancels or times out:
         // the tokenizing thread then stops at the next document.
         let (abandon, _abandon_on_drop) = Abandon::new(deadline);
-        let (encoded, documents) = tokenize(move || {
+        let cache = self.cache.clone();
+        let (encoded, keys, documents) = tokenize(move || {
             let encoded = tokenizer.encode_request(&query, &documents, fit, &abandon)?;
-            Ok((encoded, documents))
+            let keys = cache.map(|cache| cache.keys(&encoded.pairs));
+            Ok((encoded, keys, documents))
         })
         .await?;
         charge_encoded(&mut charge, &encoded)?;
         let (raw, usage, mut timings) = self
             .score_encoded(
-                encoded,
+                (encoded, keys),
                 long.aggregate(),
                 (deadline, priority),
                 started,
@@ -346,11 +368,17 @@ impl Infer {
         self.batcher.check(at_least, deadline, priority).await?;
         let fit = long.fit(window, &self.config);
         let (abandon, _abandon_on_drop) = Abandon::new(deadline);
-        let encoded = tokenize(move || tokenizer.encode_pairs(&pairs, fit, &abandon)).await?;
+        let cache = self.cache.clone();
+        let (encoded, keys) = tokenize(move || {
+            let encoded = tokenizer.encode_pairs(&pairs, fit, &abandon)?;
+            let keys = cache.map(|cache| cache.keys(&encoded.pairs));
+            Ok((encoded, keys))
+        })
+        .await?;
         charge_encoded(&mut charge, &encoded)?;
         let (raw, usage, mut timings) = self
             .score_encoded(
-                encoded,
+                (encoded, keys),
                 long.aggregate(),
                 (deadline, priority),
                 started,
@@ -377,9 +405,9 @@ impl Infer {
     /// scored.
     async fn score_encoded(
         &self,
-        encoded: EncodedRequest,
+        (encoded, keys): (EncodedRequest, Option<Keys>),
         aggregate: Aggregate,
-        (deadline, priority): (Option<Instant>, i32),
+        schedule: Schedule,
         started: Instant,
         progress: Option<Progress>,
     ) -> Result<(Vec<f32>, Usage, Timings), Error> {
@@ -400,15 +428,14 @@ impl Infer {
             ..
         } = encoded;
         let scored = match progress {
-            None => self.batcher.score(pairs, deadline, priority).await?,
+            None => self.score_cached(pairs, keys, schedule, None).await?,
             Some(progress) if !chunked => {
-                self.batcher
-                    .score_with_progress(pairs, deadline, priority, progress)
+                self.score_cached(pairs, keys, schedule, Some(progress))
                     .await?
             }
             Some(progress) => {
                 let gather = Gather::new(owners.clone(), inputs, aggregate);
-                self.score_gathering(pairs, (deadline, priority), gather, progress)
+                self.score_gathering((pairs, keys), schedule, gather, progress)
                     .await?
             }
         };
@@ -445,15 +472,13 @@ impl Infer {
     /// answer (as the batcher sends a batch's scores before its answer).
     async fn score_gathering(
         &self,
-        pairs: Vec<EncodedPair>,
-        (deadline, priority): (Option<Instant>, i32),
+        (pairs, keys): (Vec<EncodedPair>, Option<Keys>),
+        schedule: Schedule,
         mut gather: Gather,
         progress: Progress,
     ) -> Result<RequestScores, Error> {
         let (windows, mut scored_windows) = mpsc::unbounded_channel();
-        let score = self
-            .batcher
-            .score_with_progress(pairs, deadline, priority, windows);
+        let score = self.score_cached(pairs, keys, schedule, Some(windows));
         tokio::pin!(score);
         let mut forward = |batch: Vec<(usize, f32)>| {
             let done = gather.add(batch);
@@ -473,6 +498,98 @@ impl Infer {
             forward(batch);
         }
         answer
+    }
+
+    /// Scores `pairs` through the cache, when on: the pairs it holds are
+    /// answered at once (and sent to `progress` first), only the others
+    /// go to the batcher (their progress indices mapped back to `pairs`),
+    /// and what the batcher scores is stored. Without a cache (or keys),
+    /// the batcher alone.
+    async fn score_cached(
+        &self,
+        pairs: Vec<EncodedPair>,
+        keys: Option<Keys>,
+        (deadline, priority): Schedule,
+        progress: Option<Progress>,
+    ) -> Result<RequestScores, Error> {
+        let (Some(cache), Some(keys)) = (&self.cache, keys) else {
+            return match progress {
+                None => self.batcher.score(pairs, deadline, priority).await,
+                Some(progress) => {
+                    self.batcher
+                        .score_with_progress(pairs, deadline, priority, progress)
+                        .await
+                }
+            };
+        };
+        let found = cache.lookup(&keys);
+        let missing: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
+        if let Some(progress) = &progress {
+            let hits: Vec<(usize, f32)> = found
+                .iter()
+                .enumerate()
+                .filter_map(|(i, hit)| hit.map(|score| (i, score)))
+                .collect();
+            if !hits.is_empty() {
+                let _ = progress.send(hits);
+            }
+        }
+        let mut scores: Vec<Result<f32, ScoreError>> = found
+            .iter()
+            .map(|hit| hit.ok_or_else(|| ScoreError::Failed("not scored".into())))
+            .collect();
+        if missing.is_empty() {
+            return Ok(RequestScores {
+                scores,
+                queued: Duration::ZERO,
+                inference: Duration::ZERO,
+            });
+        }
+        let mut pairs: Vec<Option<EncodedPair>> = pairs.into_iter().map(Some).collect();
+        let submitted: Vec<EncodedPair> = missing
+            .iter()
+            .map(|&i| pairs[i].take().expect("each pair is submitted once"))
+            .collect();
+        let answer = match progress {
+            None => self.batcher.score(submitted, deadline, priority).await,
+            Some(progress) => {
+                let (partial, mut scored) = mpsc::unbounded_channel();
+                let score = self
+                    .batcher
+                    .score_with_progress(submitted, deadline, priority, partial);
+                tokio::pin!(score);
+                let forward = |batch: Vec<(usize, f32)>| {
+                    let batch = batch.into_iter().map(|(i, s)| (missing[i], s)).collect();
+                    let _ = progress.send(batch);
+                };
+                let answer = loop {
+                    tokio::select! {
+                        biased;
+                        Some(batch) = scored.recv() => forward(batch),
+                        answer = &mut score => break answer,
+                    }
+                };
+                while let Ok(batch) = scored.try_recv() {
+                    forward(batch);
+                }
+                answer
+            }
+        }?;
+        cache.insert(
+            &keys,
+            missing
+                .iter()
+                .zip(&answer.scores)
+                .filter_map(|(&i, score)| score.as_ref().ok().map(|&s| (i, s))),
+        );
+        for (&i, score) in missing.iter().zip(answer.scores) {
+            scores[i] = score;
+        }
+        Ok(RequestScores {
+            scores,
+            queued: answer.queued,
+            inference: answer.inference,
+        })
     }
 }
 

@@ -25,6 +25,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::batcher::scheduler::BatcherStats;
+use crate::cache::CacheStats;
 use crate::infer::Timings;
 
 /// Where the batcher's stats and the in-flight bytes come from at scrape
@@ -34,6 +35,8 @@ pub type StatsSource = Arc<dyn Fn() -> Option<ScrapeStats> + Send + Sync>;
 /// What a scrape reads of the loaded model.
 pub struct ScrapeStats {
     pub batcher: BatcherStats,
+    /// The score cache's counters; `None` when it is off.
+    pub cache: Option<CacheStats>,
     /// Bytes of requests held now, and `--max-inflight-bytes`.
     pub inflight_bytes: usize,
     pub max_inflight_bytes: usize,
@@ -185,12 +188,63 @@ impl Collector for BatcherCollector {
         )?)?;
         let Some(ScrapeStats {
             batcher: stats,
+            cache,
             inflight_bytes,
             max_inflight_bytes,
         }) = stats
         else {
             return Ok(());
         };
+        if let Some(cache) = cache {
+            for (name, help, value) in [
+                (
+                    "score_cache_hits",
+                    "Pairs answered from the score cache",
+                    cache.hits,
+                ),
+                (
+                    "score_cache_misses",
+                    "Pairs looked up in the score cache and not found",
+                    cache.misses,
+                ),
+                (
+                    "score_cache_evictions",
+                    "Score cache entries dropped for newer ones",
+                    cache.evictions,
+                ),
+            ] {
+                ConstCounter::new(value).encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    MetricType::Counter,
+                )?)?;
+            }
+            for (name, help, value) in [
+                (
+                    "score_cache_entries",
+                    "Pairs held in the score cache",
+                    cache.entries,
+                ),
+                (
+                    "score_cache_bytes",
+                    "Bytes the score cache's entries count for",
+                    cache.bytes,
+                ),
+                (
+                    "score_cache_capacity_bytes",
+                    "--score-cache-mb, in bytes",
+                    cache.capacity_bytes,
+                ),
+            ] {
+                ConstGauge::new(value as i64).encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    MetricType::Gauge,
+                )?)?;
+            }
+        }
         ConstGauge::new(inflight_bytes as i64).encode(encoder.encode_descriptor(
             "inflight_bytes",
             "Bytes of requests held now: messages arriving, then text and token ids until answered",

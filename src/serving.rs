@@ -146,6 +146,7 @@ where
     let metrics = Arc::new(Metrics::new(Arc::new(move || {
         stats_source.upgrade()?.get().map(|infer| ScrapeStats {
             batcher: infer.stats(),
+            cache: infer.cache_stats(),
             inflight_bytes: infer.inflight().used(),
             max_inflight_bytes: infer.inflight().limit(),
         })

@@ -12,6 +12,7 @@ mod auth;
 mod batcher;
 mod bench;
 mod binary;
+mod cache;
 mod clients;
 mod contention;
 mod exported_models;
