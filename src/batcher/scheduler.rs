@@ -131,6 +131,12 @@ pub struct Worker {
 const UNMEASURED_TARGET_TOKENS: usize = usize::MAX;
 const UNMEASURED_SECS_PER_TOKEN: f64 = 2e-4;
 
+/// A batch is cut ahead for a busy worker only while the one it computes is
+/// estimated to take at most this: the hand-over between two batches costs
+/// well under a millisecond, a few percent of such a batch, while a longer
+/// batch cut ahead only makes a request arriving meanwhile wait for it too.
+const AHEAD_MAX_BATCH: Duration = Duration::from_millis(20);
+
 /// How long a request whose answer was dropped waits for the reason the
 /// scheduler stopped (`supervise` records it microseconds later).
 const STOP_REASON_WAIT: Duration = Duration::from_secs(1);
@@ -651,11 +657,13 @@ impl Scheduler {
 
     /// The first idle worker gets the next batch once the queue can fill it
     /// or its oldest pair has waited the max queue delay. A worker that is
-    /// computing gets one more only when the queue can fill it anyway and
-    /// no request shorter than that batch's anchor waits behind it (it
+    /// computing gets one more only when the queue can fill it anyway, the
+    /// batch it computes is short (`AHEAD_MAX_BATCH`: on a CPU none is),
+    /// and no request shorter than that batch's anchor waits behind it (it
     /// would wait for both); otherwise the batch waits for it to go idle,
     /// so the requests that arrive meanwhile can join (measured: a thin
-    /// queue cut early pads badly, benches/batcher.rs).
+    /// queue cut early pads badly, benches/batcher.rs), and a request
+    /// arriving meanwhile goes first if it is shorter.
     fn next(&self, now: Instant) -> Next {
         if self.queue.is_empty() {
             return Next::Idle;
@@ -686,10 +694,15 @@ impl Scheduler {
         if self.queue.shorter_waits(&self.aging(now)) {
             return Next::Idle;
         }
+        // A batch cut ahead is one more a request arriving now waits for:
+        // worth it only where batches are so short that the hand-over
+        // between two (a scheduler turn, padding, building tensors) is a
+        // real share of them.
+        let short = |w: &RunningWorker| self.pace.time_of(w.in_flight_tokens, 1) <= AHEAD_MAX_BATCH;
         match self
             .workers
             .iter()
-            .position(|w| w.serves() && w.in_flight == 1 && fills(w))
+            .position(|w| w.serves() && w.in_flight == 1 && short(w) && fills(w))
         {
             Some(index) => Next::Cut(index),
             None => Next::Idle,
@@ -1638,19 +1651,20 @@ mod tests {
         let batcher = Batcher::start(config(), vec![paced("fake", client, 0.001)]);
         let in_a = |ms| Some(Instant::now() + Duration::from_millis(ms));
         // 90 pairs of 10 tokens: 0.9 s of work, admitted under the
-        // --max-queue-time of 60 s; its first batch is held on the model,
-        // and a second is cut ahead: 320 tokens in flight, 580 queued.
+        // --max-queue-time of 60 s; its first batch is held on the model
+        // (none is cut ahead of a batch of 160 ms): 160 tokens in flight,
+        // 740 queued.
         let large = batcher.score(pairs(&[10; 90], 1), None, 0);
         tokio::pin!(large);
         poll_once(&mut large).await;
-        // 30 tokens more go before the queued 580 (less work): 0.32 + 0.03 s.
+        // 30 tokens more go before the queued 740 (less work): 0.16 + 0.03 s.
         assert!(batcher.check(30, in_a(1000), 0).await.is_ok());
-        let refused = batcher.check(30, in_a(200), 0).await;
+        let refused = batcher.check(30, in_a(150), 0).await;
         assert!(
-            matches!(refused, Err(Error::TooLate { needed, .. }) if needed == Duration::from_millis(350)),
+            matches!(refused, Err(Error::TooLate { needed, .. }) if needed == Duration::from_millis(190)),
             "{refused:?}"
         );
-        // Another 900 tokens wait behind all of it: 0.32 + 0.58 + 0.9 s.
+        // Another 900 tokens wait behind all of it: 0.16 + 0.74 + 0.9 s.
         let refused = batcher.score(pairs(&[10; 90], 2), in_a(1500), 0).await;
         match refused {
             Err(Error::TooLate {
@@ -1667,7 +1681,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // More urgent, it goes before the queued 580 tokens: 1.22 s.
+        // More urgent, it goes before the queued 740 tokens: 1.06 s.
         let urgent = batcher.score(pairs(&[10; 90], 3), in_a(1500), -1);
         tokio::pin!(urgent);
         poll_once(&mut urgent).await;
@@ -1682,39 +1696,39 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_more_urgent_request_is_scored_first_whatever_its_arrival() {
         let (_thread, client, open_gate) = held_model().await;
-        // No queue delay: each request is cut (or queued) as it is admitted.
+        // No queue delay: each request is cut (or queued) as it is admitted;
+        // a pace of 1 s a token: no batch is ever cut ahead.
         let config = BatcherConfig {
             max_batch_pairs: 3,
             max_queue_delay: Duration::ZERO,
             ..config()
         };
-        let batcher = Batcher::start(config, vec![worker("fake", client)]);
+        let batcher = Batcher::start(config, vec![paced("fake", client, 1.0)]);
         let blocker = batcher.score(pairs(&[10], 1), None, 0);
         tokio::pin!(blocker);
         poll_once(&mut blocker).await;
-        // Its 3 pairs fill a batch: it is cut ahead while the blocker runs.
-        let ahead = batcher.score(pairs(&[10; 3], 2), None, 1);
-        tokio::pin!(ahead);
-        poll_once(&mut ahead).await;
-        let normal = batcher.score(pairs(&[10; 3], 3), None, 0);
-        tokio::pin!(normal);
-        poll_once(&mut normal).await;
-        let urgent = batcher.score(pairs(&[10; 3], 4), None, -1);
-        tokio::pin!(urgent);
-        poll_once(&mut urgent).await;
-        // Three batches: the blocker, the one cut ahead, then the urgent
-        // one, although the normal one arrived first.
-        for _ in 0..3 {
-            open_gate.send(()).unwrap();
+        let mut queued = Vec::new();
+        for (seed, priority) in [(2, 1), (3, 0), (4, -1)] {
+            let mut call = Box::pin(batcher.score(pairs(&[10; 3], seed), None, priority));
+            poll_once(&mut call).await;
+            queued.push(call);
         }
+        // A check is answered after every submission before it is admitted.
+        batcher.check(1, None, 0).await.unwrap();
+        let [less, normal, mut urgent] = <[_; 3]>::try_from(queued).ok().unwrap();
+        // Two batches: the blocker, then the urgent request, although the
+        // other two arrived first.
+        open_gate.send(()).unwrap();
+        open_gate.send(()).unwrap();
         let scored = tokio::time::timeout(Duration::from_secs(30), &mut urgent)
             .await
-            .expect("the urgent request is scored in the third batch");
+            .unwrap_or_else(|_| panic!("not scored in the second batch: {:?}", batcher.stats()));
         assert_eq!(scored.unwrap().scores.len(), 3);
+        let mut normal = normal;
         poll_once(&mut normal).await;
         drop(open_gate);
         assert_eq!(normal.await.unwrap().scores.len(), 3);
-        assert_eq!(ahead.await.unwrap().scores.len(), 3);
+        assert_eq!(less.await.unwrap().scores.len(), 3);
         assert_eq!(blocker.await.unwrap().scores.len(), 1);
     }
 
