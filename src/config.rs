@@ -687,7 +687,7 @@ impl ServeArgs {
             max_document_bytes: self.max_document_bytes,
             max_chunks_per_document: self.max_chunks_per_document.max(1),
             max_inflight_bytes: self.max_inflight_bytes,
-            score_cache_bytes: self.score_cache_mb << 20,
+            score_cache_bytes: self.score_cache_mb.saturating_mul(1 << 20),
             batcher: BatcherConfig {
                 max_batch_pairs: self.max_batch_pairs.max(1),
                 max_queue_delay: Duration::from_millis(self.max_queue_delay_ms),

@@ -14,7 +14,7 @@ use crate::common::child::{spawn_rerankd, Spawned};
 use crate::common::*;
 use crate::serving::{pki, tls_channel};
 use rerankd::auth::KeySource;
-use rerankd::config::{InferConfig, ServerConfig};
+use rerankd::config::ServerConfig;
 use rerankd::grpc::pb;
 use rerankd::grpc::pb::reranker_client::RerankerClient;
 use tonic::transport::Channel;
@@ -27,7 +27,7 @@ const KEYS: [&str; 2] = ["key-one-7f3a9c", "key-two-b81e44"];
 fn server_with_keys(config: ServerConfig) -> SocketAddr {
     start_server_serving(
         model_config(model_dir("tiny-bert"), "fp32"),
-        InferConfig::default(),
+        test_infer(),
         ServerConfig {
             api_keys: KeySource::keys(KEYS).unwrap(),
             ..config
@@ -446,7 +446,7 @@ async fn a_grpcio_client_passes_with_the_key_and_is_refused_without() {
 fn server_with_http() -> (SocketAddr, SocketAddr) {
     let addrs = start_servers(
         model_config(model_dir("tiny-bert"), "fp32"),
-        InferConfig::default(),
+        test_infer(),
         ServerConfig {
             api_keys: KeySource::keys(KEYS).unwrap(),
             ..ServerConfig::default()

@@ -92,7 +92,7 @@ fn first_replica_breaks_after(
 /// No padding floor: requests share batches and pad, which is what the
 /// injector and the comparison with scores alone need.
 fn padding_config() -> InferConfig {
-    let mut config = InferConfig::default();
+    let mut config = test_infer();
     config.batcher.min_padding_efficiency = 0.0;
     config.batcher.max_batch_pairs = 16;
     config

@@ -49,7 +49,7 @@ async fn a_small_query_waits_for_a_few_batches_not_for_the_large_requests_queued
     // large requests carry no deadline; a long --max-queue-time keeps
     // admission from refusing them on a machine crowded by other tests
     // (this test is about order, not admission).
-    let mut infer = rerankd::config::InferConfig::default();
+    let mut infer = test_infer();
     infer.batcher.max_queue_time = std::time::Duration::from_secs(3600);
     let addr = start_server_with(model_config(model_dir("minilm-pair"), "fp32"), infer).unwrap();
     let mut stats = client(addr).await;

@@ -438,7 +438,7 @@ fn limits_server() -> Addrs {
             InferConfig {
                 max_documents: 8,
                 max_inflight_bytes: 64 << 10,
-                ..InferConfig::default()
+                ..test_infer()
             },
             ServerConfig {
                 http: HttpConfig {

@@ -19,7 +19,7 @@ use tonic::Code;
 
 use crate::common::web::Conn;
 use crate::common::{
-    bare, client, model_config, model_dir, request, start_server_serving, start_servers,
+    bare, client, model_config, model_dir, request, start_server_serving, start_servers, test_infer,
 };
 
 const MIB: usize = 1 << 20;
@@ -101,7 +101,7 @@ async fn a_held_message_takes_its_length_and_the_next_large_one_is_refused() {
     let addr = start(
         InferConfig {
             max_inflight_bytes: 8 * MIB,
-            ..InferConfig::default()
+            ..test_infer()
         },
         ServerConfig::default(),
     );
@@ -150,7 +150,7 @@ async fn a_held_message_takes_its_length_and_the_next_large_one_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_stops_arriving_is_ended_and_released() {
     let addr = start(
-        InferConfig::default(),
+        test_infer(),
         ServerConfig {
             message_read_timeout: Some(Duration::from_secs(1)),
             ..ServerConfig::default()
@@ -193,7 +193,7 @@ async fn closed_by_server(tcp: &mut tokio::net::TcpStream) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_do_not_speak_are_closed() {
     let addr = start(
-        InferConfig::default(),
+        test_infer(),
         ServerConfig {
             handshake_timeout: Some(Duration::from_secs(1)),
             ..ServerConfig::default()
@@ -239,7 +239,7 @@ fn lazy_client(addr: SocketAddr) -> RerankerClient<tonic::transport::Channel> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_over_the_limit_is_closed_until_one_closes() {
     let addr = start(
-        InferConfig::default(),
+        test_infer(),
         ServerConfig {
             max_connections: 2,
             ..ServerConfig::default()
@@ -282,7 +282,7 @@ async fn one_connection_over_the_limit_is_closed_until_one_closes() {
 async fn silent_http_connections_are_closed() {
     let addrs = start_servers(
         model_config(model_dir("tiny-bert"), "fp32"),
-        InferConfig::default(),
+        test_infer(),
         ServerConfig {
             handshake_timeout: Some(Duration::from_secs(1)),
             ..ServerConfig::default()
@@ -310,7 +310,7 @@ async fn rerank_over(conn: &mut Conn) -> u16 {
 async fn http_and_grpc_connections_count_against_one_limit() {
     let addrs = start_servers(
         model_config(model_dir("tiny-bert"), "fp32"),
-        InferConfig::default(),
+        test_infer(),
         ServerConfig {
             max_connections: 3,
             ..ServerConfig::default()

@@ -20,7 +20,7 @@ use h2::Reason;
 use prost::Message;
 
 use crate::common::*;
-use rerankd::config::{InferConfig, ServerConfig};
+use rerankd::config::ServerConfig;
 use rerankd::grpc::pb;
 
 /// Calls cancelled in one burst: the size the issue saw close a connection
@@ -35,7 +35,7 @@ const HELD: usize = 8;
 fn start(config: ServerConfig) -> SocketAddr {
     start_server_serving(
         model_config(model_dir("tiny-bert"), "fp32"),
-        InferConfig::default(),
+        test_infer(),
         config,
         |scorer| scorer,
     )

@@ -427,7 +427,7 @@ async fn concurrent_requests_score_exactly_as_they_do_alone() {
     // Requests of different sizes and lengths share batches under the
     // batcher; batching and padding must never change a score. No padding
     // floor, so that they do pad.
-    let mut infer = rerankd::config::InferConfig::default();
+    let mut infer = test_infer();
     infer.batcher.min_padding_efficiency = 0.0;
     let addr = start_server_with(model_config(model_dir("tiny-bert"), "fp32"), infer).unwrap();
     let golden = golden("tiny-bert");
@@ -479,7 +479,7 @@ async fn concurrent_requests_score_exactly_as_they_do_alone() {
 #[tokio::test]
 async fn stats_report_the_batches_the_server_ran() {
     // No padding floor: the three documents of a request pad together.
-    let mut infer = rerankd::config::InferConfig::default();
+    let mut infer = test_infer();
     infer.batcher.min_padding_efficiency = 0.0;
     let addr = start_server_with(model_config(model_dir("tiny-bert"), "fp32"), infer).unwrap();
     let mut client = client(addr).await;
@@ -552,7 +552,7 @@ async fn bare_call(
 /// one does whose pace estimate was too hopeful.
 #[tokio::test]
 async fn a_deadline_that_passes_gets_deadline_exceeded_and_the_server_goes_on() {
-    let mut infer = rerankd::config::InferConfig::default();
+    let mut infer = test_infer();
     infer.batcher.refuse_late = false;
     let addr = start_server_with(model_config(model_dir("minilm-pair"), "fp32"), infer).unwrap();
     let refusing = shared_server("minilm-pair", "fp32");

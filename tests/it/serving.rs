@@ -61,7 +61,7 @@ fn serve(config: ServerConfig) -> Served {
             let model = model_config(model_dir("tiny-bert"), "fp32");
             let load = async move {
                 let _ = released.await;
-                server::load(&model, InferConfig::default()).await
+                server::load(&model, test_infer()).await
             };
             let shutdown = async move {
                 let _ = shutdown_seen.await;

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 
 use rerankd::auth::KeySource;
-use rerankd::config::{InferConfig, ServerConfig};
+use rerankd::config::ServerConfig;
 use serde_json::Value;
 
 use crate::common;
@@ -56,7 +56,7 @@ fn the_status_page_shows_the_live_server_and_ranks_from_its_form() {
     // between the page's read and the JSON's.
     let addrs = common::start_servers(
         common::model_config(common::model_dir("tiny-bert"), "f32"),
-        InferConfig::default(),
+        common::test_infer(),
         ServerConfig {
             api_keys: KeySource::keys([KEY]).unwrap(),
             ..ServerConfig::default()

@@ -333,7 +333,7 @@ async fn teis_refusals_get_teis_codes() {
         model_config(model_dir("tiny-bert"), "fp32"),
         InferConfig {
             max_documents: 3,
-            ..InferConfig::default()
+            ..test_infer()
         },
     )
     .unwrap();

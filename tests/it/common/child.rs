@@ -37,6 +37,9 @@ pub fn spawn_rerankd(model: &str, args: &[&str], env: &[(&str, &str)]) -> Spawne
         .env("RERANKD_HTTP_ADDR", "127.0.0.1:0")
         .env("RERANKD_DTYPE", "fp32")
         .env("RUST_LOG", "info")
+        // As `test_infer`: a crowded machine's start-up pace must not
+        // refuse what a test means to run (a test's own `env` wins).
+        .env("RERANKD_MAX_QUEUE_TIME_SECS", "3600")
         .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()

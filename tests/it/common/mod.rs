@@ -59,10 +59,22 @@ pub fn model_config(dir: PathBuf, dtype: &str) -> ModelConfig {
     }
 }
 
+/// The request limits tests serve with: the product's defaults but a
+/// `--max-queue-time` of an hour. Tests share two cores with one another,
+/// so a server's start-up speed measurement (the pace admission estimates
+/// with) can read the model ten to a thousand times slower than it is, and
+/// admission would refuse work without a deadline that a test means to
+/// run; the tests of admission set their own deadlines.
+pub fn test_infer() -> InferConfig {
+    let mut infer = InferConfig::default();
+    infer.batcher.max_queue_time = std::time::Duration::from_secs(3600);
+    infer
+}
+
 /// Starts a server for `config` on its own thread; returns its address once
 /// the model is warm and the port is bound, or the start-up error.
 pub fn start_server(config: ModelConfig) -> Result<SocketAddr, rerankd::Error> {
-    start_server_with(config, InferConfig::default())
+    start_server_with(config, test_infer())
 }
 
 /// `start_server` with request limits of the test's choosing.
@@ -171,7 +183,7 @@ pub fn shared_addrs(model: &str, dtype: &str) -> Addrs {
         .or_insert_with(|| {
             start_servers(
                 model_config(model_dir(model), dtype),
-                InferConfig::default(),
+                test_infer(),
                 ServerConfig::default(),
                 |scorer| scorer,
             )

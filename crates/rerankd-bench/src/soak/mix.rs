@@ -103,7 +103,14 @@ impl Kind {
                 &["OK"]
             }
             Kind::Cancel => &["OK", CLIENT_CANCELLED],
-            Kind::Deadline => &["OK", "DEADLINE_EXCEEDED", CLIENT_DEADLINE],
+            // RESOURCE_EXHAUSTED: admission found the work ahead and its own
+            // past its deadline (issue 22), and refused it before scoring.
+            Kind::Deadline => &[
+                "OK",
+                "DEADLINE_EXCEEDED",
+                CLIENT_DEADLINE,
+                "RESOURCE_EXHAUSTED",
+            ],
             Kind::Bad => &["INVALID_ARGUMENT"],
         }
     }
@@ -680,6 +687,10 @@ mod tests {
     fn expected_outcomes_per_kind() {
         assert!(Kind::Rerank.expects("OK") && !Kind::Rerank.expects("DEADLINE_EXCEEDED"));
         assert!(Kind::Deadline.expects(CLIENT_DEADLINE) && !Kind::Deadline.expects("CANCELLED"));
+        assert!(
+            Kind::Deadline.expects("RESOURCE_EXHAUSTED")
+                && !Kind::Rerank.expects("RESOURCE_EXHAUSTED")
+        );
         assert!(Kind::Cancel.expects(CLIENT_CANCELLED) && !Kind::Cancel.expects(WRONG_ANSWER));
         assert!(Kind::Bad.expects("INVALID_ARGUMENT") && !Kind::Bad.expects("OK"));
     }
