@@ -67,50 +67,17 @@ mkdir -p "$OUT"
 cargo build --release --quiet -p rerankd -p rerankd-bench --bin rerankd --bin rerankd-soak
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
-# The server's log goes through a FIFO so that its bound address can be read as soon as it
-# serves; a background cat then copies the rest to server.log.
-FIFO="$(mktemp -u "${TMPDIR:-/tmp}/rerankd-soak.XXXXXX")"
-mkfifo "$FIFO"
+# shellcheck source=scripts/bench/server.sh
+source scripts/bench/server.sh
 read -r -a SERVER_ARGS <<<"${RERANKD_SOAK_SERVER_ARGS:-}"
-RUST_LOG="${RUST_LOG:-info}" "$BIN_DIR/rerankd" serve --model "$MODEL" --addr 127.0.0.1:0 --http-addr off \
-  --drain-delay-secs 1 "${SERVER_ARGS[@]}" 2>"$FIFO" &
-SERVER_PID=$!
-cleanup() {
-  kill -KILL "$SERVER_PID" 2>/dev/null || true
-  rm -f "$FIFO"
-}
-trap cleanup EXIT
-exec 3<"$FIFO"
-: >"$OUT/server.log"
-ADDR=""
-while IFS= read -r line <&3; do
-  printf '%s\n' "$line" >>"$OUT/server.log"
-  if [[ $line == *"serving rerank.v1.Reranker addr="* ]]; then
-    ADDR="${line##*addr=}"
-    break
-  fi
-done
-if [[ -z $ADDR ]]; then
-  echo "soak.sh: rerankd exited before serving; its log is $OUT/server.log" >&2
-  exit 1
-fi
-cat <&3 >>"$OUT/server.log" &
-echo "soak.sh: rerankd (pid $SERVER_PID) serves $MODEL on $ADDR; results in $OUT" >&2
+bench_server_start soak "$BIN_DIR" "$MODEL" "$OUT" "${SERVER_ARGS[@]}"
 
 SOAK_STATUS=0
 # RUST_BACKTRACE=0: a failed soak ends with its reasons, not with the frames of main.
 RUST_BACKTRACE=0 "$BIN_DIR/rerankd-soak" --addr "http://$ADDR" --server-pid "$SERVER_PID" --minutes "$MINUTES" \
   --json "$OUT/soak.json" "${PROFILE[@]}" "$@" | tee "$OUT/soak.txt" || SOAK_STATUS=$?
 
-kill -TERM "$SERVER_PID"
-SERVER_STATUS=0
-wait "$SERVER_PID" || SERVER_STATUS=$?
-trap - EXIT
-rm -f "$FIFO"
-if [[ $SERVER_STATUS != 0 ]]; then
-  echo "soak.sh: rerankd exited with status $SERVER_STATUS after SIGTERM (log: $OUT/server.log)" >&2
-  exit 1
-fi
+bench_server_stop soak "$OUT"
 if [[ $SOAK_STATUS != 0 ]]; then
   echo "soak.sh: the soak failed (see $OUT/soak.txt and $OUT/soak.json)" >&2
   exit 1
