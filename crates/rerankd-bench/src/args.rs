@@ -96,7 +96,7 @@ pub enum BenchLengths {
     LongTail,
 }
 
-fn at_least_one(value: &str) -> Result<usize, String> {
+pub(crate) fn at_least_one(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!(
@@ -107,14 +107,14 @@ fn at_least_one(value: &str) -> Result<usize, String> {
 
 /// The server's `config` has its own copy for its drain and grace flags:
 /// the bench must not depend on the server crate.
-fn parse_seconds(value: &str) -> Result<f64, String> {
+pub(crate) fn parse_seconds(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds),
         _ => Err(format!("expected seconds (0 or more), got {value:?}")),
     }
 }
 
-fn parse_positive_seconds(value: &str) -> Result<f64, String> {
+pub(crate) fn parse_positive_seconds(value: &str) -> Result<f64, String> {
     match parse_seconds(value) {
         Ok(seconds) if seconds > 0.0 => Ok(seconds),
         _ => Err(format!("expected seconds (more than 0), got {value:?}")),

@@ -65,7 +65,7 @@ use tokio::task::JoinSet;
 
 use rerankd_api::{code_name, pb};
 
-use crate::args::BenchLengths;
+use crate::args::{at_least_one, parse_positive_seconds, parse_seconds, BenchLengths};
 use crate::driver::{self, Client};
 use crate::report::{percentile, Answered, Failures, ServedModel, Tally};
 use crate::workload::{Lengths, RequestText, Workload};
@@ -247,29 +247,6 @@ pub struct ContentionArgs {
     /// Do not write the phases' progress lines on stderr.
     #[arg(long, env = "RERANKD_CONTENTION_NO_PROGRESS")]
     pub no_progress: bool,
-}
-
-fn at_least_one(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!(
-            "expected a whole number of 1 or more, got {value:?}"
-        )),
-    }
-}
-
-fn parse_seconds(value: &str) -> Result<f64, String> {
-    match value.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds),
-        _ => Err(format!("expected seconds (0 or more), got {value:?}")),
-    }
-}
-
-fn parse_positive_seconds(value: &str) -> Result<f64, String> {
-    match parse_seconds(value) {
-        Ok(seconds) if seconds > 0.0 => Ok(seconds),
-        _ => Err(format!("expected seconds (more than 0), got {value:?}")),
-    }
 }
 
 /// A run's settings, the preset applied: what the run does and what the
