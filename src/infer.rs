@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::aggregate::{Aggregate, Gather};
+use crate::batcher::pace::TokenizePace;
 use crate::batcher::scheduler::{Batcher, BatcherStats, Progress, RequestScores};
 use crate::cache::{CacheStats, Keys, ScoreCache};
 use crate::config::InferConfig;
@@ -205,6 +206,7 @@ pub struct Infer {
     inflight: Arc<InflightBytes>,
     /// `--score-cache-mb`; `None` when off.
     cache: Option<Arc<ScoreCache>>,
+    tokenizing: Arc<TokenizePace>,
 }
 
 /// When (deadline) and how urgently (priority) a request is to be scored.
@@ -228,6 +230,7 @@ impl Infer {
             batcher,
             inflight: InflightBytes::new(config.max_inflight_bytes),
             cache: ScoreCache::new(config.score_cache_bytes, &salt).map(Arc::new),
+            tokenizing: Arc::default(),
             info: Arc::new(info),
             config,
         }
@@ -304,18 +307,21 @@ impl Infer {
             tokenizer.max_length(),
             long.max_document_tokens,
         );
-        self.batcher.check(at_least, deadline, priority).await?;
+        self.check_before_tokenizing(at_least, deadline, priority)
+            .await?;
         let fit = long.fit(tokenizer.max_length(), &self.config);
         // Dropped with this future when the client cancels or times out:
         // the tokenizing thread then stops at the next document.
         let (abandon, _abandon_on_drop) = Abandon::new(deadline);
         let cache = self.cache.clone();
+        let tokenizing = Instant::now();
         let (encoded, keys, documents) = tokenize(move || {
             let encoded = tokenizer.encode_request(&query, &documents, fit, &abandon)?;
             let keys = cache.map(|cache| cache.keys(&encoded.pairs));
             Ok((encoded, keys, documents))
         })
         .await?;
+        self.tokenizing.on_request(at_least, tokenizing.elapsed());
         charge_encoded(&mut charge, &encoded)?;
         let (raw, usage, mut timings) = self
             .score_encoded(
@@ -365,16 +371,19 @@ impl Infer {
             window,
             long.max_document_tokens,
         );
-        self.batcher.check(at_least, deadline, priority).await?;
+        self.check_before_tokenizing(at_least, deadline, priority)
+            .await?;
         let fit = long.fit(window, &self.config);
         let (abandon, _abandon_on_drop) = Abandon::new(deadline);
         let cache = self.cache.clone();
+        let tokenizing = Instant::now();
         let (encoded, keys) = tokenize(move || {
             let encoded = tokenizer.encode_pairs(&pairs, fit, &abandon)?;
             let keys = cache.map(|cache| cache.keys(&encoded.pairs));
             Ok((encoded, keys))
         })
         .await?;
+        self.tokenizing.on_request(at_least, tokenizing.elapsed());
         charge_encoded(&mut charge, &encoded)?;
         let (raw, usage, mut timings) = self
             .score_encoded(
@@ -452,6 +461,34 @@ impl Infer {
             total: Duration::ZERO,
         };
         Ok((raw, usage, timings))
+    }
+
+    /// Admission before tokenizing: a deadline that tokenizing alone (at
+    /// the learned pace) would pass is refused here; otherwise the batcher
+    /// is asked whether the rest, `at_least` tokens of work behind what is
+    /// queued, fits in what the deadline leaves after tokenizing.
+    async fn check_before_tokenizing(
+        &self,
+        at_least: usize,
+        deadline: Option<Instant>,
+        priority: i32,
+    ) -> Result<(), Error> {
+        let Some(deadline) = deadline.filter(|_| self.config.batcher.refuse_late) else {
+            return self.batcher.check(at_least, deadline, priority).await;
+        };
+        let tokenizing = self.tokenizing.time_of(at_least);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokenizing >= left {
+            return Err(Error::TooLate {
+                needed: tokenizing,
+                own: tokenizing,
+                left,
+                retry_after: self.config.batcher.retry_after,
+            });
+        }
+        self.batcher
+            .check(at_least, Some(deadline - tokenizing), priority)
+            .await
     }
 
     /// Refuses a request that alone would fill the queue: it could never be

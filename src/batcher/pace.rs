@@ -4,9 +4,11 @@
 //! Owns: the estimate (seeded by the start-up measurement, then an
 //! exponentially weighted average of each batch's model time over its real
 //! tokens, so padding and per-batch overhead are part of the cost), the time
-//! a given amount of work takes on the live workers, and whether a request
-//! can finish before its deadline. Must never: read a clock (time is passed
-//! in), hold requests, or block.
+//! a given amount of work takes on the live workers, whether a request can
+//! finish before its deadline, and `TokenizePace`, the same kind of running
+//! estimate for tokenizing (what a request spends before it reaches the
+//! queue). Must never: read a clock (time is passed in), hold requests, or
+//! block.
 
 use std::time::Duration;
 
@@ -94,9 +96,62 @@ impl Pace {
     }
 }
 
+/// Tokenizing time per token of a request's lower bound
+/// (`token_bound`), learned from every request tokenized, shared by every
+/// handler: admission before tokenizing takes this much off the time a
+/// deadline leaves, so a deadline that tokenizing alone would pass is
+/// refused up front instead of expiring on the tokenizing thread.
+#[derive(Debug, Default)]
+pub struct TokenizePace {
+    /// Seconds per token, as f64 bits; 0 until a request was tokenized.
+    secs_per_token: std::sync::atomic::AtomicU64,
+}
+
+impl TokenizePace {
+    /// Expected tokenizing time of a request of at least `tokens`.
+    pub fn time_of(&self, tokens: usize) -> Duration {
+        let secs_per_token = f64::from_bits(
+            self.secs_per_token
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        Duration::from_secs_f64(tokens as f64 * secs_per_token)
+    }
+
+    /// Folds in one request: `tokens` (its lower bound) tokenized in `took`.
+    /// Concurrent updates may lose one another's sample; the average
+    /// stays an average.
+    pub fn on_request(&self, tokens: usize, took: Duration) {
+        if tokens == 0 {
+            return;
+        }
+        let sample = took.as_secs_f64() / tokens as f64;
+        let order = std::sync::atomic::Ordering::Relaxed;
+        let old = f64::from_bits(self.secs_per_token.load(order));
+        let new = if old == 0.0 {
+            sample
+        } else {
+            old + WEIGHT * (sample - old)
+        };
+        self.secs_per_token.store(new.to_bits(), order);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokenizing_time_is_learned_per_token() {
+        let pace = TokenizePace::default();
+        assert_eq!(pace.time_of(1000), Duration::ZERO);
+        pace.on_request(1000, Duration::from_millis(10));
+        assert_eq!(pace.time_of(500), Duration::from_millis(5));
+        // A tenth of the way to a slower sample.
+        pace.on_request(1000, Duration::from_millis(20));
+        assert_eq!(pace.time_of(1000), Duration::from_millis(11));
+        pace.on_request(0, Duration::from_secs(5));
+        assert_eq!(pace.time_of(1000), Duration::from_millis(11));
+    }
 
     #[test]
     fn the_estimate_follows_the_batches_and_never_reaches_zero() {

@@ -846,7 +846,10 @@ impl Scheduler {
             .map(|w| w.in_flight_tokens)
             .sum();
         let ahead = self.queue.tokens_ahead(priority, tokens, &self.aging(now)) + in_flight;
-        let left = deadline.saturating_duration_since(now);
+        // Its first batch may wait the max queue delay for more pairs.
+        let left = deadline
+            .saturating_duration_since(now)
+            .saturating_sub(self.config.max_queue_delay);
         self.pace.admit(ahead, tokens, live, left).map_err(
             |Infeasible {
                  needed,
