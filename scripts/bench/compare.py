@@ -325,7 +325,7 @@ def build_units():
 
     units.append(rerankd("rerankd-default", "rerankd default (adaptive, --dtype auto)"))
     # The same server through its HTTP API's Cohere shape (POST /v1/rerank, aiohttp, keep-alive),
-    # against rerankd-default's gRPC in the same run (issue 16: at least 0.95x).
+    # against rerankd-default's gRPC in the same run (the HTTP API's target: at least 0.95x).
     http_cmd = [bin_ or "rerankd", "serve", "--model", ts, "--addr", "127.0.0.1:0", "--http-addr",
                 "127.0.0.1:{port}", "--drain-delay-secs", "0", "--grace-period-secs", "10"]
     units.append(ServerUnit("rerankd-http", "rerankd", "rerankd default, HTTP POST /v1/rerank (Cohere shape)",

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Latency under contention (BENCHMARKS.md, "Latency under contention"; issue 22): starts `rerankd
+# Latency under contention (BENCHMARKS.md, "Latency under contention"): starts `rerankd
 # serve` on a free port of 127.0.0.1, runs `rerankd-contention` against it (the bench crate's third
 # binary: a small query alone, large requests alone, then both at once), then sends SIGTERM and
 # waits for the server to exit. Writes contention.json, contention.txt (the table) and server.log
 # under the output folder.
 #
 # Usage: scripts/bench/contention.sh [--ci] [--model DIR] [--out DIR] [TOOL FLAGS...] [-- TOOL FLAGS...]
-#   default   the issue's case on the default model (minilm-pair): 30 calls of 8 documents alone,
+#   default   the head-of-line case on the default model (minilm-pair): 30 calls of 8 documents alone,
 #             2 clients of 400 long-tail documents alone for 30 s, then both at once for 60 s
 #             (after 5 s of warm-up); into /tmp/rerankd-contention/full
 #   --ci      a smoke run on the tiny-bert test model (`rerankd-contention --ci`: 10 calls alone,

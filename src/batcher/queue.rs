@@ -12,8 +12,9 @@
 //! to the anchor, while pairs × longest ≤ the token budget, pairs ≤ the pair
 //! cap, and real ÷ padded tokens stays above a floor (on CPU a smaller
 //! well-matched batch costs nothing per pair; a padded one wastes compute
-//! everywhere). While a request shorter than the anchor waits (priority or
-//! aging put the anchor first), the budget is halved, so it waits less.
+//! everywhere). While a request of the anchor's priority with less work
+//! left waits (aging put the anchor first), the budget is halved, so it
+//! waits less.
 //! Each request's pairs are kept shortest first, and only the first
 //! `window_per_request` of each are candidates, so cutting stays cheap.
 //! Must never: read a clock (time is passed in), hold texts or tensors (only

@@ -611,8 +611,8 @@ fn rss(pid: u32) -> (u64, u64) {
 
 /// Issue 15's storm: 64 clients each send the largest Rerank the limits
 /// allow (500 documents of 64 KiB: 32 MB, under --max-message-bytes), and 4
-/// more send chunked ones, all at once, each with a 20 s deadline (issue
-/// 22's storm), while another client sends small requests. Every call is
+/// more send chunked ones, all at once, each with a 20 s deadline (a
+/// storm of infeasible work), while another client sends small requests. Every call is
 /// answered OK or RESOURCE_EXHAUSTED (with retry-after: the in-flight byte
 /// budget, or admission finding the work ahead past the deadline), every
 /// small one OK, and the server's peak RSS stays under its idle RSS plus

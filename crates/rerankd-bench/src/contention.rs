@@ -1,6 +1,6 @@
-//! rerankd-contention (issue 22): what a small query's latency becomes,
+//! rerankd-contention: what a small query's latency becomes,
 //! and what the large requests' throughput gives up, while both share one
-//! server. The issue's case: an 8-document query that takes 0.125 s alone
+//! server. The case it measures: an 8-document query that takes 0.125 s alone
 //! took p99 3.9 s beside two clients sending 400-document requests back to
 //! back.
 //!
@@ -28,7 +28,7 @@
 //! requests 0, 1, 2, … from a shared ticket, so alone and mixed differ only
 //! in what runs beside them. Then a table on stdout and a JSON file: small
 //! latency alone and mixed, the p99 slowdown (mixed p99 ÷ alone p50), the
-//! large throughput ratio (mixed ÷ alone pairs/s), each beside the issue's
+//! large throughput ratio (mixed ÷ alone pairs/s), each beside its
 //! target, and the failed calls by gRPC code.
 //!
 //! Bounds, so that a stalled server cannot hang a run: every call carries
@@ -45,7 +45,7 @@
 //! Owns: the contention run's flags (`ContentionArgs`, every one also a
 //! `RERANKD_CONTENTION_*` variable), its phases, its figures and how they
 //! are worded. Must never: depend on the `rerankd` crate or libtorch, or
-//! know the server beyond its public API; fail a run on the issue's
+//! know the server beyond its public API; fail a run on the latency
 //! targets (they are printed beside the figures, for people to judge: the
 //! run fails only on an error, a failed call, or a figure it could not
 //! measure).
@@ -70,9 +70,9 @@ use crate::driver::{self, Client};
 use crate::report::{percentile, Answered, Failures, ServedModel, Tally};
 use crate::workload::{Lengths, RequestText, Workload};
 
-/// The issue's target: small mixed p99 ÷ small alone p50 at most this.
+/// The latency target: small mixed p99 ÷ small alone p50 at most this.
 pub const TARGET_P99_SLOWDOWN: f64 = 6.0;
-/// The issue's target: large mixed ÷ large alone pairs/s at least this.
+/// The latency target: large mixed ÷ large alone pairs/s at least this.
 pub const TARGET_LARGE_THROUGHPUT_RATIO: f64 = 0.95;
 
 /// A call not answered this long after its gRPC deadline is abandoned by
@@ -113,7 +113,7 @@ pub struct Preset {
     pub warmup_secs: f64,
 }
 
-/// The issue's measurement: about 2 minutes.
+/// The full measurement: about 2 minutes.
 pub const FULL: Preset = Preset {
     name: "full",
     small_alone_calls: 30,
@@ -135,9 +135,9 @@ pub const CI: Preset = Preset {
 
 /// rerankd-contention: measure a small query's latency alone and beside
 /// closed-loop clients of large requests, and the large requests'
-/// throughput alone and beside it (issue 22). Reports the p99 slowdown
+/// throughput alone and beside it. Reports the p99 slowdown
 /// (mixed p99 ÷ alone p50) and the large throughput ratio (mixed ÷ alone)
-/// beside the issue's targets (≤ 6, ≥ 0.95) without judging them; exits
+/// beside the latency targets (≤ 6, ≥ 0.95) without judging them; exits
 /// non-zero only on an error, a failed call or a figure it could not
 /// measure.
 #[derive(Debug, Parser)]
@@ -513,7 +513,7 @@ pub struct MixedSummary {
     pub large: LargeSummary,
 }
 
-/// The issue's targets and whether this run met them (`None`: the figure
+/// The latency targets and whether this run met them (`None`: the figure
 /// could not be measured). Reported, never judged by the run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Targets {
@@ -1260,7 +1260,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_issues_case_and_ci_shortens_only_what_it_names() {
+    fn defaults_are_the_head_of_line_case_and_ci_shortens_only_what_it_names() {
         let full = parse(&[]).unwrap().plan();
         assert_eq!(full.preset, "full");
         assert_eq!(full.addr, "http://127.0.0.1:50051");

@@ -104,7 +104,7 @@ impl Kind {
             }
             Kind::Cancel => &["OK", CLIENT_CANCELLED],
             // RESOURCE_EXHAUSTED: admission found the work ahead and its own
-            // past its deadline (issue 22), and refused it before scoring.
+            // past its deadline, and refused it before scoring.
             Kind::Deadline => &[
                 "OK",
                 "DEADLINE_EXCEEDED",
